@@ -1,0 +1,230 @@
+import type { Authenticator, AuthContext, MethodResult } from './authenticator.js';
+import type { CertificateMethodConfig } from '../config/schema.js';
+import { AddressSet } from '../net/cidr.js';
+import type { TenantSettings } from '../store/store.js';
+import { parseAuthorityList } from '../store/tenant-settings.js';
+import {
+  buildIssuingPath,
+  CertificateCache,
+  CertificateError,
+  parseXfcc,
+  XfccError,
+  type ParsedCertificate,
+  type XfccElement,
+} from '../x509/index.js';
+
+const XFCC_HEADER = 'x-forwarded-client-cert';
+
+/**
+ * hawkBit's "certificate authentication by reverse proxy", with Envoy as the
+ * proxy: the certificate's single CN must equal the controller id, and its
+ * issuer hash (or the SHA-256 fingerprint of a CA on its verified issuing
+ * path) must be in the tenant's `authentication.header.authority` list.
+ *
+ * The certificate comes from `source.certificate` or, when trusted, from
+ * `x-forwarded-client-cert`. A trusted proxy in front of Envoy may instead
+ * pass hawkBit's controller-id and authority headers. `source.principal`
+ * is never read: it is a printed name, not proof.
+ */
+export class CertificateAuthenticator implements Authenticator {
+  readonly method = 'certificate' as const;
+  readonly #trustedProxies: AddressSet;
+  readonly #cache: CertificateCache;
+  /** Fingerprints of the verified CAs above a leaf, by leaf and chain fingerprints; bounded like the certificate cache. */
+  readonly #paths = new Map<string, readonly string[]>();
+
+  constructor(private readonly config: CertificateMethodConfig, private readonly cacheEntries = 10_000) {
+    this.#trustedProxies = new AddressSet(config.trustedProxies);
+    this.#cache = new CertificateCache(cacheEntries);
+  }
+
+  enabledFor(tenant: TenantSettings): boolean {
+    return this.config.enabled && tenant.headerEnabled;
+  }
+
+  hasCredential(context: AuthContext): boolean {
+    return (
+      context.request.peerCertificate !== '' ||
+      (this.config.trustXfcc && context.headers.has(XFCC_HEADER)) ||
+      this.proxyHeadersApply(context)
+    );
+  }
+
+  async authenticate(context: AuthContext): Promise<MethodResult> {
+    if (this.proxyHeadersApply(context)) {
+      return this.authenticateProxyHeaders(context);
+    }
+
+    const source = this.certificateSource(context);
+    if ('outcome' in source) {
+      return source;
+    }
+    const { leaf, chain } = source;
+
+    const names = leaf.subjectCommonNames;
+    if (names.length === 0) {
+      return { outcome: 'failure', reason: 'cn_missing' };
+    }
+    if (names.length > 1) {
+      return { outcome: 'failure', reason: 'cn_multiple' };
+    }
+    if (names[0] !== context.target.controllerId) {
+      return { outcome: 'failure', reason: 'cn_mismatch' };
+    }
+    return this.isTrusted(leaf, chain, context.tenant.headerAuthority)
+      ? { outcome: 'success' }
+      : { outcome: 'failure', reason: 'issuer_not_trusted' };
+  }
+
+  /** Trusted when the issuer hash, or a verified CA's fingerprint, is in the tenant's list. */
+  private isTrusted(leaf: ParsedCertificate, chain: readonly ParsedCertificate[], authority: readonly string[]): boolean {
+    if (authority.length === 0) {
+      return false;
+    }
+    if (authority.includes(leaf.issuerHash)) {
+      return true;
+    }
+    if (chain.length === 0) {
+      return false;
+    }
+    // NOTE: a root the client does not send cannot be matched by fingerprint; trust it by issuer hash instead.
+    return this.verifiedCaFingerprints(leaf, chain).some((fingerprint) => authority.includes(fingerprint));
+  }
+
+  /** Builds the issuing path once per leaf and chain; signature checks are the costly part. */
+  private verifiedCaFingerprints(leaf: ParsedCertificate, chain: readonly ParsedCertificate[]): readonly string[] {
+    const key = [leaf.sha256, ...chain.map((certificate) => certificate.sha256)].join(',');
+    let fingerprints = this.#paths.get(key);
+    if (!fingerprints) {
+      fingerprints = buildIssuingPath(leaf, [...chain]).map((ca) => ca.sha256);
+      if (this.#paths.size >= this.cacheEntries) {
+        this.#paths.delete(this.#paths.keys().next().value as string);
+      }
+      this.#paths.set(key, fingerprints);
+    }
+    return fingerprints;
+  }
+
+  /**
+   * Returns the leaf and the rest of the chain, or the result to report when
+   * there is none or it cannot be read.
+   */
+  private certificateSource(context: AuthContext): { leaf: ParsedCertificate; chain: ParsedCertificate[] } | MethodResult {
+    const peer = context.request.peerCertificate;
+    const xfccValues = context.headers.all(XFCC_HEADER);
+
+    let element: XfccElement | undefined;
+    if (xfccValues.length > 0 && this.config.trustXfcc) {
+      const parsed = this.readXfcc(xfccValues);
+      if ('outcome' in parsed) {
+        return parsed;
+      }
+      element = parsed.element;
+    }
+
+    try {
+      if (peer === '' && !element) {
+        // A forged XFCC header without trust is a failed credential, not an absent one.
+        return xfccValues.length > 0 ? { outcome: 'failure', reason: 'xfcc_untrusted' } : { outcome: 'absent' };
+      }
+      const xfccChain = element ? this.xfccChain(element) : [];
+      const encodedCert = element?.get('cert')?.[0];
+      const xfccLeaf = encodedCert !== undefined ? this.#cache.parseEnvoyCertificate(encodedCert) : xfccChain[0];
+
+      if (peer !== '') {
+        const leaf = this.#cache.parseEnvoyCertificate(peer);
+        // XFCC's chain belongs to this leaf only if it names the same certificate.
+        const sameLeaf = xfccLeaf !== undefined && xfccLeaf.sha256 === leaf.sha256;
+        return { leaf, chain: sameLeaf ? withoutLeaf(xfccChain, leaf) : [] };
+      }
+      if (!xfccLeaf) {
+        return { outcome: 'failure', reason: 'certificate_missing' };
+      }
+      return { leaf: xfccLeaf, chain: withoutLeaf(xfccChain, xfccLeaf) };
+    } catch (error) {
+      if (error instanceof CertificateError) {
+        return { outcome: 'failure', reason: 'certificate_invalid' };
+      }
+      throw error;
+    }
+  }
+
+  private readXfcc(values: readonly string[]): { element: XfccElement } | MethodResult {
+    let elements: XfccElement[];
+    try {
+      elements = values.flatMap((value) => parseXfcc(value));
+    } catch (error) {
+      if (error instanceof XfccError) {
+        return { outcome: 'failure', reason: 'xfcc_malformed' };
+      }
+      throw error;
+    }
+    if (elements.length !== 1) {
+      return { outcome: 'failure', reason: elements.length === 0 ? 'xfcc_malformed' : 'xfcc_multiple_elements' };
+    }
+    return { element: elements[0] };
+  }
+
+  private xfccChain(element: XfccElement): ParsedCertificate[] {
+    const encoded = element.get('chain')?.[0];
+    return encoded === undefined ? [] : this.#cache.parseEnvoyChain(encoded);
+  }
+
+  private proxyHeadersApply(context: AuthContext): boolean {
+    return (
+      this.#trustedProxies.size > 0 &&
+      context.headers.has(this.config.proxyHeaders.controllerIdHeader) &&
+      this.#trustedProxies.has(context.request.sourceAddress)
+    );
+  }
+
+  /**
+   * A trusted proxy in front of Envoy verified the certificate and passes
+   * hawkBit's headers: the controller id header must equal the path's, and
+   * one authority value must be trusted by the tenant.
+   */
+  private authenticateProxyHeaders(context: AuthContext): MethodResult {
+    const names = this.config.proxyHeaders;
+    const controllerId = context.headers.single(names.controllerIdHeader);
+    if (controllerId === null || controllerId === undefined) {
+      return { outcome: 'failure', reason: 'proxy_headers_invalid' };
+    }
+    if (controllerId !== context.target.controllerId) {
+      return { outcome: 'failure', reason: 'cn_mismatch' };
+    }
+    const trusted = context.tenant.headerAuthority;
+    const offered = proxyAuthorities(context, names.authorityHeader);
+    if (offered.length === 0) {
+      return { outcome: 'failure', reason: 'proxy_headers_invalid' };
+    }
+    return offered.some((value) => trusted.includes(value))
+      ? { outcome: 'success' }
+      : { outcome: 'failure', reason: 'issuer_not_trusted' };
+  }
+}
+
+/**
+ * Authority values from a trusted proxy: the bare header split like the
+ * tenant list, or else the indexed `NAME-0`, `NAME-1`, ... (starting at 1 when
+ * `-0` is absent) up to the first gap, as hawkBit reads them.
+ */
+function proxyAuthorities(context: AuthContext, header: string): string[] {
+  const bare = context.headers.all(header);
+  if (bare.length > 0) {
+    return bare.flatMap((value) => parseAuthorityList(value));
+  }
+  const values: string[] = [];
+  const start = context.headers.has(`${header}-0`) ? 0 : 1;
+  for (let index = start; index < start + 64; index++) {
+    const value = context.headers.all(`${header}-${index}`);
+    if (value.length === 0) {
+      break;
+    }
+    values.push(...value.map((item) => item.trim().toLowerCase().replace(/:/g, '')));
+  }
+  return values;
+}
+
+function withoutLeaf(chain: ParsedCertificate[], leaf: ParsedCertificate): ParsedCertificate[] {
+  return chain.filter((certificate) => certificate.sha256 !== leaf.sha256);
+}

@@ -1,0 +1,91 @@
+/** How a device proved its identity; also the value of the auth-method identity header. */
+export type AuthMethod = 'certificate' | 'target-token' | 'gateway-token';
+
+/**
+ * Stable reason codes for a deny. Logs, metrics and tests use them; the client
+ * sees only the HTTP status.
+ */
+export const DENY_REASONS = [
+  // path rules (HTTP 403)
+  'path_not_ddi',
+  'path_not_canonical',
+  'controller_id_invalid',
+  'tenant_invalid',
+  // credentials (HTTP 401)
+  'no_credentials',
+  'authorization_malformed',
+  'authorization_repeated',
+  'scheme_unsupported',
+  'unknown_tenant',
+  'unknown_target',
+  'method_disabled',
+  'token_missing',
+  'token_mismatch',
+  'certificate_missing',
+  'certificate_invalid',
+  'cn_missing',
+  'cn_multiple',
+  'cn_mismatch',
+  'issuer_not_trusted',
+  'xfcc_untrusted',
+  'xfcc_malformed',
+  'xfcc_multiple_elements',
+  'proxy_headers_invalid',
+  // request shape (HTTP 403)
+  'request_too_large',
+  // cannot decide (HTTP 503)
+  'store_unavailable',
+  'deadline_exceeded',
+  'internal_error',
+] as const;
+
+export type DenyReason = (typeof DENY_REASONS)[number];
+
+export type DenyHttpStatus = 401 | 403 | 503;
+
+export interface Identity {
+  /** Tenant name as configured, for example `DEFAULT`. */
+  tenant: string;
+  /** Controller id, percent-decoded from the path. */
+  controllerId: string;
+  method: AuthMethod;
+}
+
+export interface AllowDecision extends Identity {
+  kind: 'allow';
+}
+
+export interface DenyDecision {
+  kind: 'deny';
+  httpStatus: DenyHttpStatus;
+  reason: DenyReason;
+  /** Tenant and controller id when the path was valid, for the decision log only. */
+  tenant?: string;
+  controllerId?: string;
+  /** Method whose failure decided the deny, for the decision log only. */
+  method?: AuthMethod;
+}
+
+export type Decision = AllowDecision | DenyDecision;
+
+/** HTTP status for each reason: 403 for path and request shape, 503 when undecidable, else 401. */
+export function httpStatusFor(reason: DenyReason): DenyHttpStatus {
+  switch (reason) {
+    case 'path_not_ddi':
+    case 'path_not_canonical':
+    case 'controller_id_invalid':
+    case 'tenant_invalid':
+    case 'request_too_large':
+      return 403;
+    case 'store_unavailable':
+    case 'deadline_exceeded':
+    case 'internal_error':
+      return 503;
+    default:
+      return 401;
+  }
+}
+
+export function deny(reason: DenyReason, context: Omit<DenyDecision, 'kind' | 'reason' | 'httpStatus'> = {}): DenyDecision {
+  return { kind: 'deny', httpStatus: httpStatusFor(reason), reason, ...context };
+}

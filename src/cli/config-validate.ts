@@ -1,0 +1,27 @@
+import { ConfigError } from '../config/errors.js';
+import { loadConfigFile } from '../config/load.js';
+import { resolveConfigPath } from './config-path.js';
+import { EXIT_ERROR, EXIT_FAILURE, EXIT_OK, UsageError, type CliIo } from './io.js';
+
+/** `config validate [FILE]`: loads and validates a configuration without starting anything. */
+export async function configValidateCommand(args: string[], configFlag: string | undefined, io: CliIo): Promise<number> {
+  const [action, file, ...extra] = args;
+  if (action !== 'validate' || extra.length > 0) {
+    throw new UsageError('usage: hawkbit-ext-authz config validate [FILE]');
+  }
+  const { path } = resolveConfigPath(file ?? configFlag, io.env);
+  try {
+    const config = loadConfigFile(path, { env: io.env });
+    const tenants = Object.values(config.tenants);
+    const targets = tenants.reduce((sum, tenant) => sum + Object.keys(tenant.targets).length, 0);
+    io.out.write(`${config.source}: valid (${tenants.length} tenants, ${targets} targets, store ${config.store.type})\n`);
+    return EXIT_OK;
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      io.err.write(`${error.message}\n`);
+      return EXIT_FAILURE;
+    }
+    io.err.write(`error: ${(error as Error).message}\n`);
+    return EXIT_ERROR;
+  }
+}

@@ -1,0 +1,127 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ConfigError } from '../config/errors.js';
+import { loadConfigFile } from '../config/load.js';
+import type { ServiceConfig } from '../config/schema.js';
+import { checkCommand } from './check.js';
+import { resolveConfigPath } from './config-path.js';
+import { EXIT_ERROR, EXIT_OK, UsageError, type CliIo } from './io.js';
+import { serveCommand } from './serve.js';
+import { configValidateCommand } from './config-validate.js';
+import { issuerHashCommand } from './issuer-hash.js';
+import { tenantCommand, targetCommand, importCommand } from './admin/index.js';
+
+const USAGE = `Usage: hawkbit-ext-authz [--config FILE] COMMAND [options]
+
+Envoy ext_authz service that authenticates Eclipse hawkBit DDI devices.
+
+Commands:
+  serve                      run the service (what npm start runs)
+  check --path PATH ...      send one Check as Envoy would and print the decision
+  issuer-hash FILE           print the OpenSSL issuer hash and CA fingerprints of a certificate
+  config validate [FILE]     validate a configuration file without starting anything
+  tenant set|show|list|remove ...   manage tenants in the Redis store
+  target add|rotate|remove|list ... manage device tokens in the Redis store
+  import FILE                load the tenants: section of a file into the Redis store
+
+Options:
+  --config FILE   configuration file; default: $HAWKBIT_EXT_AUTHZ_CONFIG, else the bundled example
+  --help          print this help, or a command's help after the command
+  --version       print the version
+`;
+
+type ConfiguredCommand = (args: string[], config: ServiceConfig, io: CliIo) => Promise<number>;
+
+const CONFIGURED_COMMANDS: Record<string, ConfiguredCommand> = {
+  serve: serveCommand,
+  check: checkCommand,
+  tenant: tenantCommand,
+  target: targetCommand,
+  import: importCommand,
+};
+
+/** Runs the CLI with the given arguments (without `node` and the script) and returns the exit code. */
+export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  let configFlag: string | undefined;
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--config') {
+      configFlag = argv[++i];
+      if (!configFlag) {
+        io.err.write('error: --config needs a file path\n');
+        return EXIT_ERROR;
+      }
+    } else if (arg.startsWith('--config=')) {
+      configFlag = arg.slice('--config='.length);
+    } else {
+      rest.push(arg);
+    }
+  }
+
+  const [command, ...args] = rest;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    io.out.write(USAGE);
+    return command === undefined ? EXIT_ERROR : EXIT_OK;
+  }
+  if (command === '--version' || command === '-v') {
+    io.out.write(`${packageVersion()}\n`);
+    return EXIT_OK;
+  }
+
+  try {
+    if (command === 'issuer-hash') {
+      return await issuerHashCommand(args, io.out, io.err);
+    }
+    if (command === 'config') {
+      return await configValidateCommand(args, configFlag, io);
+    }
+    const run = CONFIGURED_COMMANDS[command];
+    if (!run) {
+      io.err.write(`error: unknown command "${command}"; run hawkbit-ext-authz --help for the list\n`);
+      return EXIT_ERROR;
+    }
+    if (args.includes('--help') && command !== 'check') {
+      io.out.write(USAGE);
+      return EXIT_OK;
+    }
+    const { path, origin } = resolveConfigPath(configFlag, io.env);
+    const config = loadConfigFile(path, { env: io.env });
+    config.source = `${config.source} (from ${origin})`;
+    return await run(args, config, io);
+  } catch (error) {
+    if (error instanceof ConfigError || error instanceof UsageError) {
+      io.err.write(`error: ${error.message}\n`);
+      return EXIT_ERROR;
+    }
+    if (error instanceof Error && (error as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+      io.err.write(`error: ${error.message}; run hawkbit-ext-authz ${command} --help\n`);
+      return EXIT_ERROR;
+    }
+    io.err.write(`error: ${error instanceof Error ? error.message : String(error)}\n`);
+    return EXIT_ERROR;
+  }
+}
+
+export function packageVersion(): string {
+  const path = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../../package.json' : '../../package.json', import.meta.url));
+  return (JSON.parse(readFileSync(path, 'utf8')) as { version: string }).version;
+}
+
+const isEntryPoint = process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1];
+const isShim = process.argv[1]?.endsWith('hawkbit-ext-authz.js') || process.argv[1]?.endsWith('hawkbit-ext-authz');
+if (isEntryPoint || isShim) {
+  const io: CliIo = { out: process.stdout, err: process.stderr, stdin: process.stdin, env: process.env };
+  runCli(process.argv.slice(2), io).then(
+    (code) => {
+      // `serve` keeps the process alive itself; other commands end here.
+      if (code !== -1) {
+        process.exitCode = code;
+      }
+    },
+    (error: unknown) => {
+      process.stderr.write(`error: ${error instanceof Error ? error.stack : String(error)}\n`);
+      process.exitCode = EXIT_ERROR;
+    },
+  );
+}

@@ -1,0 +1,325 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import yaml from 'js-yaml';
+import { ConfigError } from './errors.js';
+import { ConfigReader } from './reader.js';
+import type { CacheConfig, ServiceConfig, StoreConfig, TargetEntry, TenantEntry } from './schema.js';
+import { parseListenAddress } from './address.js';
+import { parseCidr } from '../net/cidr.js';
+
+/** Environment variable that names the configuration file when `--config` is not given. */
+export const CONFIG_ENV_VAR = 'HAWKBIT_EXT_AUTHZ_CONFIG';
+
+/** hawkBit's tenant configuration keys that this service reads. */
+export const TENANT_CONFIG_KEYS = {
+  targetTokenEnabled: 'authentication.targettoken.enabled',
+  gatewayTokenEnabled: 'authentication.gatewaytoken.enabled',
+  gatewayTokenKey: 'authentication.gatewaytoken.key',
+  headerEnabled: 'authentication.header.enabled',
+  headerAuthority: 'authentication.header.authority',
+} as const;
+
+const KNOWN_TENANT_KEYS: readonly string[] = Object.values(TENANT_CONFIG_KEYS);
+const BOOLEAN_TENANT_KEYS: readonly string[] = [
+  TENANT_CONFIG_KEYS.targetTokenEnabled,
+  TENANT_CONFIG_KEYS.gatewayTokenEnabled,
+  TENANT_CONFIG_KEYS.headerEnabled,
+];
+
+/** hawkBit's `Target.SECURITY_TOKEN_MAX_SIZE`. */
+export const SECURITY_TOKEN_MAX_LENGTH = 128;
+/** RFC 9110 token68: the only characters a credential in `Authorization` may hold. */
+export const TOKEN68 = /^[A-Za-z0-9\-._~+/]+=*$/;
+
+const DEFAULT_CACHE: CacheConfig = { maxEntries: 100_000, ttlMs: 60_000, staleAllowMs: 0 };
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Reads, parses and validates a configuration file; throws ConfigError naming every bad key. */
+export function loadConfigFile(path: string, options: LoadOptions = {}): ServiceConfig {
+  const absolute = resolve(path);
+  let text: string;
+  try {
+    text = readFileSync(absolute, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? String(error);
+    throw new ConfigError(absolute, [`cannot read the file (${code}); check the path given by --config or ${CONFIG_ENV_VAR}`]);
+  }
+  return parseConfig(text, absolute, options);
+}
+
+/** Parses and validates configuration text; `source` names it in errors and resolves relative secret files. */
+export function parseConfig(text: string, source: string, options: LoadOptions = {}): ServiceConfig {
+  let document: unknown;
+  try {
+    document = yaml.load(text, { filename: source });
+  } catch (error) {
+    throw new ConfigError(source, [`not valid YAML: ${(error as Error).message}`]);
+  }
+  const reader = new ConfigReader(options.env ?? process.env, dirname(source));
+  const config = readConfig(reader, document, source);
+  if (reader.problems.length > 0) {
+    throw new ConfigError(source, reader.problems);
+  }
+  return config;
+}
+
+function readConfig(reader: ConfigReader, document: unknown, source: string): ServiceConfig {
+  const root = reader.section(document, '', [
+    'grpc', 'http', 'mode', 'log', 'ddi', 'upstream', 'store', 'tokenDigestKey', 'cache', 'tenants',
+  ]);
+
+  const grpc = reader.section(root.grpc, 'grpc', ['address']);
+  const http = reader.section(root.http, 'http', ['address']);
+  const grpcAddress = reader.string(grpc.address, 'grpc.address', '127.0.0.1:9191');
+  const httpAddress = reader.string(http.address, 'http.address', '127.0.0.1:9192');
+  for (const [key, address] of [['grpc.address', grpcAddress], ['http.address', httpAddress]] as const) {
+    const problem = parseListenAddress(address).problem;
+    if (problem) {
+      reader.fail(key, problem);
+    }
+  }
+
+  const log = reader.section(root.log, 'log', ['level']);
+  const ddi = reader.section(root.ddi, 'ddi', ['targetToken', 'gatewayToken', 'certificate']);
+  const targetToken = reader.section(ddi.targetToken, 'ddi.targetToken', ['enabled']);
+  const gatewayToken = reader.section(ddi.gatewayToken, 'ddi.gatewayToken', ['enabled']);
+  const certificate = reader.section(ddi.certificate, 'ddi.certificate', ['enabled', 'trustXfcc', 'trustedProxies', 'proxyHeaders']);
+  const proxyHeaders = reader.section(certificate.proxyHeaders, 'ddi.certificate.proxyHeaders', ['controllerIdHeader', 'authorityHeader']);
+
+  const upstream = reader.section(root.upstream, 'upstream', ['identityHeaders', 'hawkbitHeaderAuth', 'removeHeaders']);
+  const identity = reader.section(upstream.identityHeaders, 'upstream.identityHeaders', ['tenant', 'controllerId', 'authMethod']);
+  const headerAuth = reader.section(upstream.hawkbitHeaderAuth, 'upstream.hawkbitHeaderAuth', ['enabled', 'controllerIdHeader', 'authorityHeader', 'authority']);
+
+  const config: ServiceConfig = {
+    grpc: { address: grpcAddress },
+    http: { address: httpAddress },
+    mode: reader.oneOf(root.mode, 'mode', ['enforce', 'audit'] as const, 'enforce'),
+    log: { level: reader.oneOf(log.level, 'log.level', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info') },
+    ddi: {
+      targetToken: { enabled: reader.boolean(targetToken.enabled, 'ddi.targetToken.enabled', true) },
+      gatewayToken: { enabled: reader.boolean(gatewayToken.enabled, 'ddi.gatewayToken.enabled', true) },
+      certificate: {
+        enabled: reader.boolean(certificate.enabled, 'ddi.certificate.enabled', true),
+        trustXfcc: reader.boolean(certificate.trustXfcc, 'ddi.certificate.trustXfcc', false),
+        trustedProxies: reader.stringList(certificate.trustedProxies, 'ddi.certificate.trustedProxies'),
+        proxyHeaders: {
+          controllerIdHeader: reader.headerName(proxyHeaders.controllerIdHeader, 'ddi.certificate.proxyHeaders.controllerIdHeader', 'X-Controller-Id'),
+          authorityHeader: reader.headerName(proxyHeaders.authorityHeader, 'ddi.certificate.proxyHeaders.authorityHeader', 'X-Authority'),
+        },
+      },
+    },
+    upstream: {
+      identityHeaders: {
+        tenant: reader.headerName(identity.tenant, 'upstream.identityHeaders.tenant', 'x-ddi-tenant'),
+        controllerId: reader.headerName(identity.controllerId, 'upstream.identityHeaders.controllerId', 'x-ddi-controller-id'),
+        authMethod: reader.headerName(identity.authMethod, 'upstream.identityHeaders.authMethod', 'x-ddi-auth-method'),
+      },
+      hawkbitHeaderAuth: {
+        enabled: reader.boolean(headerAuth.enabled, 'upstream.hawkbitHeaderAuth.enabled', false),
+        controllerIdHeader: reader.headerName(headerAuth.controllerIdHeader, 'upstream.hawkbitHeaderAuth.controllerIdHeader', 'X-Controller-Id'),
+        authorityHeader: reader.headerName(headerAuth.authorityHeader, 'upstream.hawkbitHeaderAuth.authorityHeader', 'X-Authority'),
+        authority: reader.secret(headerAuth.authority, 'upstream.hawkbitHeaderAuth.authority') ?? '',
+      },
+      removeHeaders: reader.stringList(upstream.removeHeaders, 'upstream.removeHeaders'),
+    },
+    store: readStore(reader, root.store),
+    tokenDigestKey: reader.secret(root.tokenDigestKey, 'tokenDigestKey'),
+    cache: readCache(reader, root.cache),
+    tenants: readTenants(reader, root.tenants),
+    source,
+  };
+
+  validateProxies(reader, config.ddi.certificate.trustedProxies);
+  if (config.tokenDigestKey) {
+    for (const [tenant, entry] of Object.entries(config.tenants)) {
+      for (const [controllerId, target] of Object.entries(entry.targets)) {
+        if (target.securityTokenSha256 !== undefined) {
+          reader.fail(`tenants.${tenant}.targets.${controllerId}.securityTokenSha256`, 'cannot be used with tokenDigestKey, because stored digests are then HMAC-SHA-256; give securityToken instead');
+        }
+      }
+    }
+  }
+  const auth = config.upstream.hawkbitHeaderAuth;
+  if (auth.enabled && auth.authority.trim() === '') {
+    reader.fail('upstream.hawkbitHeaderAuth.authority', 'must be set when hawkbitHeaderAuth is enabled; use the same value as in hawkBit\'s authentication.header.authority');
+  }
+  if (auth.enabled && /[,;]/.test(auth.authority)) {
+    reader.fail('upstream.hawkbitHeaderAuth.authority', 'must be a single value without "," or ";", because hawkBit splits its header on them');
+  }
+  return config;
+}
+
+function readStore(reader: ConfigReader, value: unknown): StoreConfig {
+  const store = reader.section(value, 'store', ['type', 'redis']);
+  const type = reader.oneOf(store.type, 'store.type', ['memory', 'redis'] as const, 'memory');
+  if (type === 'memory') {
+    if (store.redis !== undefined) {
+      reader.fail('store.redis', 'only allowed with store.type: redis');
+    }
+    return { type: 'memory' };
+  }
+  const redis = reader.section(store.redis, 'store.redis', ['url', 'keyPrefix', 'username', 'password', 'clientOptions', 'sentinel', 'cluster']);
+  const url = reader.string(redis.url, 'store.redis.url', 'redis://127.0.0.1:6379');
+  if (!/^rediss?:\/\//.test(url)) {
+    reader.fail('store.redis.url', `"${url.replace(/:[^:@/]*@/, ':***@')}" must start with redis:// or rediss://`);
+  }
+  const passthrough = (key: 'clientOptions' | 'sentinel' | 'cluster'): Record<string, unknown> | undefined =>
+    redis[key] === undefined ? undefined : reader.section(redis[key], `store.redis.${key}`, null);
+  return {
+    type: 'redis',
+    redis: {
+      url,
+      keyPrefix: reader.string(redis.keyPrefix, 'store.redis.keyPrefix', 'hawkbit-ext-authz:'),
+      username: redis.username === undefined ? undefined : reader.string(redis.username, 'store.redis.username', ''),
+      password: reader.secret(redis.password, 'store.redis.password'),
+      clientOptions: passthrough('clientOptions'),
+      sentinel: passthrough('sentinel'),
+      cluster: passthrough('cluster'),
+    },
+  };
+}
+
+function readCache(reader: ConfigReader, value: unknown): CacheConfig {
+  const cache = reader.section(value, 'cache', ['maxEntries', 'ttlMs', 'staleAllowMs']);
+  return {
+    maxEntries: reader.integer(cache.maxEntries, 'cache.maxEntries', DEFAULT_CACHE.maxEntries, 1),
+    ttlMs: reader.integer(cache.ttlMs, 'cache.ttlMs', DEFAULT_CACHE.ttlMs, 0),
+    staleAllowMs: reader.integer(cache.staleAllowMs, 'cache.staleAllowMs', DEFAULT_CACHE.staleAllowMs, 0),
+  };
+}
+
+function readTenants(reader: ConfigReader, value: unknown): Record<string, TenantEntry> {
+  const tenants = reader.section(value, 'tenants', null);
+  const result: Record<string, TenantEntry> = {};
+  const seen = new Map<string, string>();
+  for (const [name, raw] of Object.entries(tenants)) {
+    const key = `tenants.${name}`;
+    const problem = validateTenantName(name);
+    if (problem) {
+      reader.fail(key, problem);
+      continue;
+    }
+    const other = seen.get(name.toUpperCase());
+    if (other !== undefined) {
+      reader.fail(key, `same tenant as "${other}", because tenant names are case-insensitive; merge the two entries`);
+      continue;
+    }
+    seen.set(name.toUpperCase(), name);
+    const tenant = reader.section(raw, key, ['config', 'targets']);
+    result[name] = { config: readTenantConfig(reader, tenant.config, `${key}.config`), targets: readTargets(reader, tenant.targets, `${key}.targets`) };
+  }
+  return result;
+}
+
+/** Returns a problem with a tenant name, or undefined when it is valid. */
+export function validateTenantName(name: string): string | undefined {
+  const length = [...name].length;
+  if (length < 1 || length > 40) {
+    return `tenant name must be 1 to 40 characters, as in hawkBit; got ${length}`;
+  }
+  if (/[\u0000-\u0020\u007f-\u009f/\\%;]/.test(name)) {
+    return 'tenant name must not contain whitespace, control characters, "/", "\\", "%" or ";", because no DDI path can address it';
+  }
+  return undefined;
+}
+
+function readTenantConfig(reader: ConfigReader, value: unknown, key: string): Record<string, string | boolean> {
+  const section = reader.section(value, key, KNOWN_TENANT_KEYS);
+  const result: Record<string, string | boolean> = {};
+  for (const [name, raw] of Object.entries(section)) {
+    if (!KNOWN_TENANT_KEYS.includes(name)) {
+      continue;
+    }
+    const entryKey = `${key}.${name}`;
+    if (BOOLEAN_TENANT_KEYS.includes(name)) {
+      const flag = typeof raw === 'string' && /^(true|false)$/i.test(raw) ? raw.toLowerCase() === 'true' : raw;
+      result[name] = reader.boolean(flag, entryKey, false);
+    } else if (name === TENANT_CONFIG_KEYS.gatewayTokenKey) {
+      const secret = reader.secret(raw, entryKey);
+      if (secret !== undefined) {
+        result[name] = secret;
+      }
+    } else {
+      result[name] = reader.string(raw, entryKey, '');
+    }
+  }
+  return result;
+}
+
+function readTargets(reader: ConfigReader, value: unknown, key: string): Record<string, TargetEntry> {
+  const targets = reader.section(value, key, null);
+  const result: Record<string, TargetEntry> = {};
+  for (const [controllerId, raw] of Object.entries(targets)) {
+    const entryKey = `${key}.${controllerId}`;
+    const idProblem = validateControllerId(controllerId);
+    if (idProblem) {
+      reader.fail(entryKey, idProblem);
+      continue;
+    }
+    const target = reader.section(raw, entryKey, ['securityToken', 'securityTokenSha256']);
+    const entry: TargetEntry = {};
+    if (target.securityToken !== undefined) {
+      const token = reader.secret(target.securityToken, `${entryKey}.securityToken`);
+      const tokenProblem = token === undefined ? undefined : validateSecurityToken(token);
+      if (tokenProblem) {
+        reader.fail(`${entryKey}.securityToken`, tokenProblem);
+      } else if (token !== undefined) {
+        entry.securityToken = token;
+      }
+    }
+    if (target.securityTokenSha256 !== undefined) {
+      const digest = reader.string(target.securityTokenSha256, `${entryKey}.securityTokenSha256`, '');
+      if (!/^[0-9a-fA-F]{64}$/.test(digest)) {
+        reader.fail(`${entryKey}.securityTokenSha256`, 'expected 64 hex digits, the SHA-256 of the token (for example from `printf %s TOKEN | sha256sum`)');
+      } else {
+        entry.securityTokenSha256 = digest.toLowerCase();
+      }
+    }
+    if (entry.securityToken !== undefined && entry.securityTokenSha256 !== undefined) {
+      reader.fail(entryKey, 'set securityToken or securityTokenSha256, not both');
+    }
+    result[controllerId] = entry;
+  }
+  return result;
+}
+
+/** Returns a problem with a controller id, or undefined when it is valid. */
+export function validateControllerId(controllerId: string): string | undefined {
+  const length = [...controllerId].length;
+  if (length < 1 || length > 256) {
+    return `controller id must be 1 to 256 characters, as in hawkBit; got ${length}`;
+  }
+  if (/[\u0000-\u0020\u007f-\u009f]/.test(controllerId)) {
+    return 'controller id must not contain whitespace or control characters';
+  }
+  return undefined;
+}
+
+/** Returns a problem with a target security token, or undefined when it is valid. The token never appears in it. */
+export function validateSecurityToken(token: string): string | undefined {
+  if (token.length < 1 || token.length > SECURITY_TOKEN_MAX_LENGTH) {
+    return `security token must be 1 to ${SECURITY_TOKEN_MAX_LENGTH} characters; got ${token.length}`;
+  }
+  if (!TOKEN68.test(token)) {
+    return 'security token must use only the token68 characters A-Z a-z 0-9 - . _ ~ + / (and trailing =), because devices send it in an Authorization header';
+  }
+  return undefined;
+}
+
+function validateProxies(reader: ConfigReader, proxies: readonly string[]): void {
+  proxies.forEach((entry, index) => {
+    const problem = parseCidrProblem(entry);
+    if (problem) {
+      reader.fail(`ddi.certificate.trustedProxies[${index}]`, problem);
+    }
+  });
+}
+
+
+function parseCidrProblem(entry: string): string | undefined {
+  const parsed = parseCidr(entry);
+  return parsed.ok ? undefined : parsed.problem;
+}

@@ -1,0 +1,93 @@
+/**
+ * The service configuration after loading and validation. Every secret has
+ * been resolved from its `{ file }` or `{ env }` source by then.
+ * The README's configuration reference documents each key.
+ */
+
+export type Mode = 'enforce' | 'audit';
+
+export interface ProxyHeaderNames {
+  /** Header that carries the controller id, hawkBit 1.0+: `X-Controller-Id`; up to 0.9: `X-Ssl-Client-Cn`. */
+  controllerIdHeader: string;
+  /** Authority header, read bare and as `NAME-0`, `NAME-1`, ...; hawkBit 1.0+: `X-Authority`; up to 0.9: `X-Ssl-Issuer-Hash`. */
+  authorityHeader: string;
+}
+
+export interface CertificateMethodConfig {
+  enabled: boolean;
+  /** Read `x-forwarded-client-cert`; only safe when Envoy sets it with SANITIZE_SET. */
+  trustXfcc: boolean;
+  /** Addresses or CIDRs whose proxy headers are trusted, as given in the file. */
+  trustedProxies: string[];
+  proxyHeaders: ProxyHeaderNames;
+}
+
+export interface HawkbitHeaderAuthConfig extends ProxyHeaderNames {
+  enabled: boolean;
+  /** Fixed authority value the operator also puts into hawkBit's `authentication.header.authority`. */
+  authority: string;
+}
+
+export interface RedisStoreConfig {
+  /** `redis://` or `rediss://` URL. */
+  url: string;
+  /** Prefix of every key the service reads or writes. */
+  keyPrefix: string;
+  username?: string;
+  password?: string;
+  /** Passed through to the `redis` client's createClient/createSentinel/createCluster options. */
+  clientOptions?: Record<string, unknown>;
+  sentinel?: Record<string, unknown>;
+  cluster?: Record<string, unknown>;
+}
+
+export interface CacheConfig {
+  /** Maximum number of cached entries per kind (tenants, targets, certificates). */
+  maxEntries: number;
+  /** Maximum age of a cached entry, in milliseconds. */
+  ttlMs: number;
+  /**
+   * How long cached allows stay trusted after the invalidation channel is lost,
+   * in milliseconds. 0 (default) trusts none, because a revocation may be missed.
+   */
+  staleAllowMs: number;
+}
+
+export type StoreConfig = { type: 'memory' } | { type: 'redis'; redis: RedisStoreConfig };
+
+/** A target entry of the configuration file: a plain token or its SHA-256 digest. */
+export interface TargetEntry {
+  securityToken?: string;
+  securityTokenSha256?: string;
+}
+
+export interface TenantEntry {
+  /** hawkBit's tenant configuration keys, as hawkBit names them. */
+  config: Record<string, string | boolean>;
+  targets: Record<string, TargetEntry>;
+}
+
+export interface ServiceConfig {
+  grpc: { address: string };
+  http: { address: string };
+  mode: Mode;
+  log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
+  ddi: {
+    targetToken: { enabled: boolean };
+    gatewayToken: { enabled: boolean };
+    certificate: CertificateMethodConfig;
+  };
+  upstream: {
+    identityHeaders: { tenant: string; controllerId: string; authMethod: string };
+    hawkbitHeaderAuth: HawkbitHeaderAuthConfig;
+    /** Further client-sent headers to strip from every allowed request. */
+    removeHeaders: string[];
+  };
+  store: StoreConfig;
+  /** Key for HMAC-SHA-256 token digests; plain SHA-256 when unset. */
+  tokenDigestKey?: string;
+  cache: CacheConfig;
+  tenants: Record<string, TenantEntry>;
+  /** Where the configuration came from, for the start log. */
+  source: string;
+}

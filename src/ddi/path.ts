@@ -1,0 +1,125 @@
+/**
+ * Parses the request target of a DDI call, `/{tenant}/controller/v1/{controllerId}[/...]`,
+ * the way hawkBit matches it, and rejects every form that hawkBit's request
+ * firewall (Spring Security's StrictHttpFirewall) rejects or that an upstream
+ * could read differently.
+ */
+
+/** Tenant and controller id of a DDI request. */
+export interface DdiTarget {
+  /** Tenant, percent-decoded, as written in the path. */
+  tenant: string;
+  /** Upper-case tenant, the key hawkBit stores and looks tenants up by. */
+  tenantKey: string;
+  /** Controller id, percent-decoded; compared exactly. */
+  controllerId: string;
+}
+
+export type DdiPathResult =
+  | { ok: true; target: DdiTarget }
+  | { ok: false; reason: 'path_not_ddi' | 'path_not_canonical' | 'controller_id_invalid' | 'tenant_invalid' };
+
+/** hawkBit's `sp_tenant.tenant` column length. */
+export const TENANT_MAX_LENGTH = 40;
+/** hawkBit's `Target.CONTROLLER_ID_MAX_SIZE`. */
+export const CONTROLLER_ID_MAX_LENGTH = 256;
+/** Longest request target this parser reads; longer ones are denied without parsing. */
+export const PATH_MAX_BYTES = 8192;
+
+// Encoded characters that StrictHttpFirewall rejects: `/`, `\`, `%`, `.`, `;` and NUL.
+const FORBIDDEN_ENCODINGS = /%(2f|5c|25|2e|3b|00)/i;
+const PERCENT_TRIPLET = /%[0-9a-f]{2}/gi;
+// Whitespace as Java's `\s` (hawkBit's `[\S]*` rule), plus every control character.
+const WHITESPACE_OR_CONTROL = /[\u0000-\u0020\u007f-\u009f]/;
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+export function parseDdiPath(rawTarget: string): DdiPathResult {
+  if (rawTarget.length > PATH_MAX_BYTES) {
+    return { ok: false, reason: 'path_not_canonical' };
+  }
+  const queryStart = rawTarget.indexOf('?');
+  const path = queryStart === -1 ? rawTarget : rawTarget.slice(0, queryStart);
+  if (!path.startsWith('/')) {
+    return { ok: false, reason: 'path_not_ddi' };
+  }
+
+  // Firewall rules that apply to the raw, undecoded path.
+  if (path.includes('\\') || path.includes(';') || path.includes('#') || FORBIDDEN_ENCODINGS.test(path)) {
+    return { ok: false, reason: 'path_not_canonical' };
+  }
+  // Only printable ASCII may appear literally; everything else must be percent-encoded.
+  for (let i = 0; i < path.length; i++) {
+    const code = path.charCodeAt(i);
+    if (code < 0x21 || code > 0x7e) {
+      return { ok: false, reason: 'path_not_canonical' };
+    }
+  }
+
+  const segments = path.slice(1).split('/');
+  // A single trailing slash is accepted and dropped.
+  if (segments.length > 1 && segments[segments.length - 1] === '') {
+    segments.pop();
+  }
+  if (segments.length < 4) {
+    return { ok: false, reason: 'path_not_ddi' };
+  }
+
+  const decoded: string[] = [];
+  for (const segment of segments) {
+    if (segment === '' || segment === '.' || segment === '..') {
+      return { ok: false, reason: 'path_not_canonical' };
+    }
+    const value = decodeSegment(segment);
+    if (value === undefined) {
+      return { ok: false, reason: 'path_not_canonical' };
+    }
+    decoded.push(value);
+  }
+
+  // Literals match exactly, as in hawkBit's case-sensitive AntPathMatcher, and must
+  // not be percent-encoded: `/%63ontroller/` would be another resource upstream.
+  if (segments[1] !== 'controller' || segments[2] !== 'v1') {
+    if (decoded[1].toLowerCase() === 'controller' && decoded[2].toLowerCase() === 'v1') {
+      return { ok: false, reason: 'path_not_canonical' };
+    }
+    return { ok: false, reason: 'path_not_ddi' };
+  }
+
+  const tenant = decoded[0];
+  const controllerId = decoded[3];
+  if ([...tenant].length > TENANT_MAX_LENGTH || WHITESPACE_OR_CONTROL.test(tenant)) {
+    return { ok: false, reason: 'tenant_invalid' };
+  }
+  if ([...controllerId].length > CONTROLLER_ID_MAX_LENGTH || WHITESPACE_OR_CONTROL.test(controllerId)) {
+    return { ok: false, reason: 'controller_id_invalid' };
+  }
+  return { ok: true, target: { tenant, tenantKey: tenant.toUpperCase(), controllerId } };
+}
+
+/**
+ * Percent-decodes one segment once, as UTF-8, like Spring's `UriUtils.decode`:
+ * `+` stays `+`. Returns undefined for a stray `%` or bytes that are not UTF-8.
+ */
+function decodeSegment(segment: string): string | undefined {
+  if (!segment.includes('%')) {
+    return segment;
+  }
+  const stripped = segment.replace(PERCENT_TRIPLET, '');
+  if (stripped.includes('%')) {
+    return undefined;
+  }
+  const bytes: number[] = [];
+  for (let i = 0; i < segment.length; i++) {
+    if (segment[i] === '%') {
+      bytes.push(parseInt(segment.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else {
+      bytes.push(segment.charCodeAt(i));
+    }
+  }
+  try {
+    return UTF8.decode(Uint8Array.from(bytes));
+  } catch {
+    return undefined;
+  }
+}

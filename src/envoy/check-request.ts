@@ -1,0 +1,34 @@
+import { RequestHeaders, type AuthRequest } from '../auth/request.js';
+import { normalizeIp } from '../net/cidr.js';
+import type { CheckRequestMessage } from './messages.js';
+
+/**
+ * Reads the parts of an Envoy CheckRequest that the pipeline uses. Envoy sends
+ * headers either as the `headers` map (lower-case names, repeated headers
+ * joined with a comma) or, with `encode_raw_headers`, as `header_map` entries
+ * whose values are `raw_value` bytes; both are read.
+ */
+export function toAuthRequest(message: CheckRequestMessage): AuthRequest {
+  const attributes = message.attributes ?? {};
+  const http = attributes.request?.http ?? {};
+  const headers = new RequestHeaders();
+
+  for (const [name, value] of Object.entries(http.headers ?? {})) {
+    headers.add(name, value);
+  }
+  for (const entry of http.header_map?.headers ?? []) {
+    const raw = entry.raw_value;
+    const value = raw && raw.length > 0 ? Buffer.from(raw).toString('latin1') : (entry.value ?? '');
+    headers.add(entry.key ?? '', value);
+  }
+
+  const socket = attributes.source?.address?.socket_address;
+  return {
+    requestId: headers.all('x-request-id')[0] ?? '',
+    path: http.path || (headers.all(':path')[0] ?? ''),
+    method: http.method ?? '',
+    headers,
+    sourceAddress: socket?.address ? normalizeIp(socket.address) : undefined,
+    peerCertificate: attributes.source?.certificate ?? '',
+  };
+}

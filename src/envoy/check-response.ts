@@ -1,0 +1,121 @@
+import type { Decision } from '../auth/decision.js';
+import type { RequestHeaders } from '../auth/request.js';
+import type { ServiceConfig } from '../config/schema.js';
+import type { CheckResponseMessage, HeaderValueOptionMessage } from './messages.js';
+
+/** gRPC status codes Envoy reads from CheckResponse.status. */
+const GRPC_OK = 0;
+const GRPC_PERMISSION_DENIED = 7;
+const GRPC_UNAUTHENTICATED = 16;
+
+/** hawkBit's header families: 1.0 and later, and 0.9 and older. Indexed forms end in `-N`. */
+const HAWKBIT_HEADERS = ['x-controller-id', 'x-authority', 'x-ssl-client-cn', 'x-ssl-issuer-hash'];
+const INDEXED_HAWKBIT_HEADERS = ['x-authority', 'x-ssl-issuer-hash'];
+
+/**
+ * Turns decisions into CheckResponses. Built once per configuration, so the
+ * per-request work is only the header values and the removal list.
+ */
+export class CheckResponseBuilder {
+  /** Lower-case names to strip whenever a client sent them. */
+  readonly #strippable: ReadonlySet<string>;
+  /** Lower-case prefixes (`name-`) of indexed headers to strip. */
+  readonly #strippablePrefixes: readonly string[];
+  /** Lower-case names the service sets on allow; never listed for removal. */
+  readonly #setNames: ReadonlySet<string>;
+
+  constructor(private readonly config: ServiceConfig) {
+    const identity = config.upstream.identityHeaders;
+    const auth = config.upstream.hawkbitHeaderAuth;
+    const proxy = config.ddi.certificate.proxyHeaders;
+
+    const setNames = [identity.tenant, identity.controllerId, identity.authMethod];
+    if (auth.enabled) {
+      setNames.push(auth.controllerIdHeader, auth.authorityHeader);
+    }
+    this.#setNames = new Set(setNames.map((name) => name.toLowerCase()));
+
+    const strippable = [
+      ...setNames,
+      ...HAWKBIT_HEADERS,
+      auth.controllerIdHeader,
+      auth.authorityHeader,
+      proxy.controllerIdHeader,
+      proxy.authorityHeader,
+      ...config.upstream.removeHeaders,
+    ].map((name) => name.toLowerCase());
+    this.#strippable = new Set(strippable);
+    this.#strippablePrefixes = [
+      ...new Set([...INDEXED_HAWKBIT_HEADERS, auth.authorityHeader, proxy.authorityHeader].map((name) => `${name.toLowerCase()}-`)),
+    ];
+  }
+
+  build(decision: Decision, headers: RequestHeaders): CheckResponseMessage {
+    if (decision.kind === 'deny') {
+      return {
+        status: { code: decision.httpStatus === 401 ? GRPC_UNAUTHENTICATED : GRPC_PERMISSION_DENIED },
+        denied_response: { status: { code: decision.httpStatus }, headers: [], body: '' },
+      };
+    }
+
+    const identity = this.config.upstream.identityHeaders;
+    const auth = this.config.upstream.hawkbitHeaderAuth;
+    const controllerId = headerSafe(decision.controllerId);
+    const set: HeaderValueOptionMessage[] = [
+      overwrite(identity.tenant, headerSafe(decision.tenant)),
+      overwrite(identity.controllerId, controllerId),
+      overwrite(identity.authMethod, decision.method),
+    ];
+    const remove = this.removalList(headers);
+    if (auth.enabled) {
+      set.push(overwrite(auth.controllerIdHeader, controllerId), overwrite(auth.authorityHeader, auth.authority));
+      // hawkBit must not judge the credential again by its own, stricter rules.
+      remove.push('authorization');
+    }
+
+    return {
+      status: { code: GRPC_OK },
+      ok_response: { headers: set, headers_to_remove: remove },
+      dynamic_metadata: {
+        fields: {
+          tenant: { stringValue: decision.tenant },
+          controllerId: { stringValue: decision.controllerId },
+          authMethod: { stringValue: decision.method },
+        },
+      },
+    };
+  }
+
+  /** An OK response that sets no identity and only strips client-sent identity headers. */
+  buildAuditPass(headers: RequestHeaders): CheckResponseMessage {
+    return { status: { code: GRPC_OK }, ok_response: { headers: [], headers_to_remove: this.removalList(headers, false) } };
+  }
+
+  /**
+   * Client-sent headers that must not reach the upstream, except those the
+   * response sets: Envoy applies `headers_to_remove` after setting headers, so
+   * a listed name would lose the value just set.
+   */
+  private removalList(headers: RequestHeaders, keepSetNames = true): string[] {
+    const remove: string[] = [];
+    for (const name of headers.names()) {
+      if (keepSetNames && this.#setNames.has(name)) {
+        continue;
+      }
+      if (this.#strippable.has(name) || this.#strippablePrefixes.some((prefix) => name.startsWith(prefix))) {
+        remove.push(name);
+      }
+    }
+    return remove;
+  }
+}
+
+function overwrite(key: string, value: string): HeaderValueOptionMessage {
+  // `append: false` overwrites in every Envoy version; some ignore `append_action`.
+  return { header: { key: key.toLowerCase(), value }, append: { value: false }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' };
+}
+
+/** Percent-encodes a value that is not printable ASCII, so it is a valid header value. */
+export function headerSafe(value: string): string {
+  return /^[\x21-\x7e]*$/.test(value) ? value : encodeURIComponent(value);
+}

@@ -1,0 +1,56 @@
+/**
+ * Shapes of the Envoy messages as @grpc/proto-loader decodes and encodes them
+ * (`keepCase: true`, enums as names, bytes as Buffer). Only the fields this
+ * service reads or writes are listed.
+ */
+
+export interface HeaderValueMessage {
+  key?: string;
+  value?: string;
+  raw_value?: Buffer | Uint8Array;
+}
+
+export interface CheckRequestMessage {
+  attributes?: {
+    source?: {
+      address?: { socket_address?: { address?: string; port_value?: number } };
+      principal?: string;
+      certificate?: string;
+    };
+    request?: {
+      http?: {
+        id?: string;
+        method?: string;
+        headers?: Record<string, string>;
+        header_map?: { headers?: HeaderValueMessage[] };
+        path?: string;
+        host?: string;
+      };
+    };
+  };
+}
+
+export interface HeaderValueOptionMessage {
+  header: { key: string; value: string };
+  append: { value: boolean };
+  append_action: 'OVERWRITE_IF_EXISTS_OR_ADD';
+}
+
+/** google.protobuf.Struct in proto-loader's object form. */
+export interface StructMessage {
+  fields: Record<string, { stringValue: string }>;
+}
+
+export interface CheckResponseMessage {
+  status: { code: number; message?: string };
+  ok_response?: {
+    headers: HeaderValueOptionMessage[];
+    headers_to_remove: string[];
+  };
+  denied_response?: {
+    status: { code: number };
+    headers: HeaderValueOptionMessage[];
+    body: string;
+  };
+  dynamic_metadata?: StructMessage;
+}

@@ -1,0 +1,56 @@
+/**
+ * The tenant store as the Check path sees it. Implementations: the embedded
+ * store (tenants from the configuration file) and the Redis store. Nothing on
+ * the Check path sees a store's own types.
+ */
+
+/** One tenant's authentication settings, read from hawkBit's tenant configuration keys. */
+export interface TenantSettings {
+  /** Tenant name as configured (hawkBit stores tenants upper-case). */
+  name: string;
+  /** `authentication.targettoken.enabled` */
+  targetTokenEnabled: boolean;
+  /** `authentication.gatewaytoken.enabled` */
+  gatewayTokenEnabled: boolean;
+  /** Digest of `authentication.gatewaytoken.key`; undefined when the key is missing or empty. */
+  gatewayKeyDigest: Buffer | undefined;
+  /** `authentication.header.enabled` */
+  headerEnabled: boolean;
+  /**
+   * `authentication.header.authority` split on `,` or `;`, each entry trimmed,
+   * lower-cased and stripped of colons; empty entries dropped.
+   */
+  headerAuthority: readonly string[];
+}
+
+export interface TargetCredentials {
+  /** Digest of the target's security token; undefined when the target has none. */
+  securityTokenDigest: Buffer | undefined;
+}
+
+export type StoreHealth = 'serving' | 'not_serving';
+
+export interface TenantStore {
+  /** Looks a tenant up by its upper-case key. Throws StoreUnavailableError when it cannot tell. */
+  getTenant(tenantKey: string): Promise<TenantSettings | undefined>;
+  /** Looks a target up by upper-case tenant key and exact controller id. Throws StoreUnavailableError when it cannot tell. */
+  getTarget(tenantKey: string, controllerId: string): Promise<TargetCredentials | undefined>;
+  /** Current health; the service reports NOT_SERVING while this is `not_serving`. */
+  health(): StoreHealth;
+  /** Registers a listener for health changes. */
+  onHealthChange(listener: (health: StoreHealth) => void): void;
+  close(): Promise<void>;
+}
+
+/** The store could not answer; the Check becomes a 503 deny (fail closed). */
+export class StoreUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreUnavailableError';
+  }
+}
+
+/** Upper-case key under which a tenant is stored and looked up, as hawkBit does. */
+export function tenantKey(tenant: string): string {
+  return tenant.toUpperCase();
+}
