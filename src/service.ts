@@ -14,8 +14,9 @@ import { createLogger, type Logger } from './observability/logger.js';
 import { createStore, TokenDigester, type TenantStore } from './store/index.js';
 import { CertificateAuthenticator } from './auth/certificate.js';
 
-/** How long a graceful stop waits for calls in flight before cancelling them, in milliseconds. */
-export const DEFAULT_DRAIN_TIMEOUT_MS = 10_000;
+
+/** Largest CheckRequest accepted, in bytes. */
+export const GRPC_MAX_RECEIVE_BYTES = 16 * 1024 * 1024;
 
 export interface ServiceOptions {
   logger?: Logger;
@@ -28,8 +29,12 @@ export interface ServiceHandle {
   httpAddress: string;
   logger: Logger;
   store: TenantStore;
-  /** Reports NOT_SERVING, lets calls in flight finish (up to `drainTimeoutMs`), then closes everything. */
-  stop(drainTimeoutMs?: number): Promise<void>;
+  /**
+   * Reports NOT_SERVING, keeps answering for `drainDelayMs` so Envoy's health
+   * checks move traffic away, lets calls in flight finish (up to `timeoutMs`),
+   * then closes everything. Defaults come from the `shutdown` configuration.
+   */
+  stop(options?: Partial<ServiceConfig['shutdown']>): Promise<void>;
 }
 
 /** Builds the authenticators in hawkBit's order: certificate, target token, gateway token. */
@@ -56,7 +61,9 @@ export async function createService(config: ServiceConfig, options: ServiceOptio
   store.onHealthChange(updateHealth);
 
   const server = new grpc.Server({
-    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    // Above anything Envoy sends (its request headers are capped at 8 MiB by max_request_headers_kb), so
+    // oversized input still gets a deny rather than an RPC error.
+    'grpc.max_receive_message_length': GRPC_MAX_RECEIVE_BYTES,
   });
   server.addService(authorizationService().service, {
     Check: createCheckHandler({ pipeline, responses, logger, mode: config.mode }),
@@ -82,13 +89,15 @@ export async function createService(config: ServiceConfig, options: ServiceOptio
   logger.info({ grpcAddress, httpAddress, config: config.source, store: config.store.type, mode: config.mode }, 'service started');
 
   let stopped: Promise<void> | undefined;
-  const stop = (drainTimeoutMs = DEFAULT_DRAIN_TIMEOUT_MS): Promise<void> => {
+  const stop = (overrides: Partial<ServiceConfig['shutdown']> = {}): Promise<void> => {
+    const { drainDelayMs, timeoutMs } = { ...config.shutdown, ...overrides };
     stopped ??= (async () => {
       draining = true;
       updateHealth();
+      logger.info({ drainDelayMs, timeoutMs }, 'draining: reporting NOT_SERVING, then finishing calls in flight');
+      await new Promise((resolve) => setTimeout(resolve, drainDelayMs));
       health.endWatches();
-      logger.info({ drainTimeoutMs }, 'draining: reporting NOT_SERVING and finishing calls in flight');
-      await shutdown(server, drainTimeoutMs, logger);
+      await shutdown(server, timeoutMs, logger);
       await http.close();
       await store.close();
       logger.info('service stopped');

@@ -9,7 +9,6 @@ import { EXIT_ERROR, EXIT_OK, UsageError, type CliIo } from './io.js';
 import { serveCommand } from './serve.js';
 import { configValidateCommand } from './config-validate.js';
 import { issuerHashCommand } from './issuer-hash.js';
-import { tenantCommand, targetCommand, importCommand } from './admin/index.js';
 
 const USAGE = `Usage: hawkbit-ext-authz [--config FILE] COMMAND [options]
 
@@ -32,12 +31,20 @@ Options:
 
 type ConfiguredCommand = (args: string[], config: ServiceConfig, io: CliIo) => Promise<number>;
 
+/** Admin commands load on use, so `serve` never loads the Redis client it may not need. */
+const adminCommand =
+  (name: 'tenantCommand' | 'targetCommand' | 'importCommand'): ConfiguredCommand =>
+  async (args, config, io) => {
+    const admin = await import('./admin/index.js');
+    return admin[name](args, config, io);
+  };
+
 const CONFIGURED_COMMANDS: Record<string, ConfiguredCommand> = {
   serve: serveCommand,
   check: checkCommand,
-  tenant: tenantCommand,
-  target: targetCommand,
-  import: importCommand,
+  tenant: adminCommand('tenantCommand'),
+  target: adminCommand('targetCommand'),
+  import: adminCommand('importCommand'),
 };
 
 /** Runs the CLI with the given arguments (without `node` and the script) and returns the exit code. */

@@ -68,7 +68,7 @@ export function parseConfig(text: string, source: string, options: LoadOptions =
 
 function readConfig(reader: ConfigReader, document: unknown, source: string): ServiceConfig {
   const root = reader.section(document, '', [
-    'grpc', 'http', 'mode', 'log', 'ddi', 'upstream', 'store', 'tokenDigestKey', 'cache', 'tenants',
+    'grpc', 'http', 'mode', 'log', 'ddi', 'upstream', 'store', 'tokenDigestKey', 'cache', 'shutdown', 'tenants',
   ]);
 
   const grpc = reader.section(root.grpc, 'grpc', ['address']);
@@ -128,6 +128,7 @@ function readConfig(reader: ConfigReader, document: unknown, source: string): Se
     store: readStore(reader, root.store),
     tokenDigestKey: reader.secret(root.tokenDigestKey, 'tokenDigestKey'),
     cache: readCache(reader, root.cache),
+    shutdown: readShutdown(reader, root.shutdown),
     tenants: readTenants(reader, root.tenants),
     source,
   };
@@ -188,6 +189,14 @@ function readCache(reader: ConfigReader, value: unknown): CacheConfig {
     maxEntries: reader.integer(cache.maxEntries, 'cache.maxEntries', DEFAULT_CACHE.maxEntries, 1),
     ttlMs: reader.integer(cache.ttlMs, 'cache.ttlMs', DEFAULT_CACHE.ttlMs, 0),
     staleAllowMs: reader.integer(cache.staleAllowMs, 'cache.staleAllowMs', DEFAULT_CACHE.staleAllowMs, 0),
+  };
+}
+
+function readShutdown(reader: ConfigReader, value: unknown): ServiceConfig['shutdown'] {
+  const shutdown = reader.section(value, 'shutdown', ['drainDelayMs', 'timeoutMs']);
+  return {
+    drainDelayMs: reader.integer(shutdown.drainDelayMs, 'shutdown.drainDelayMs', 0, 0, 600_000),
+    timeoutMs: reader.integer(shutdown.timeoutMs, 'shutdown.timeoutMs', 10_000, 0, 600_000),
   };
 }
 

@@ -87,6 +87,12 @@ export interface ServiceConfig {
   /** Key for HMAC-SHA-256 token digests; plain SHA-256 when unset. */
   tokenDigestKey?: string;
   cache: CacheConfig;
+  shutdown: {
+    /** How long to keep answering after reporting NOT_SERVING, in milliseconds, so Envoy moves traffic away first. */
+    drainDelayMs: number;
+    /** How long calls in flight may take to finish before they are cancelled, in milliseconds. */
+    timeoutMs: number;
+  };
   tenants: Record<string, TenantEntry>;
   /** Where the configuration came from, for the start log. */
   source: string;

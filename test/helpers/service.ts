@@ -86,7 +86,7 @@ export async function startService(yamlText: string, options: { env?: NodeJS.Pro
     stop: async () => {
       authClient.close();
       healthClient.close();
-      await handle.stop(2000);
+      await handle.stop({ drainDelayMs: 0, timeoutMs: 2000 });
     },
   };
 }

@@ -1,0 +1,99 @@
+import { expect } from 'chai';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError } from '../src/config/errors.js';
+import { loadConfigFile, parseConfig } from '../src/config/load.js';
+
+function problemsOf(text: string, env: NodeJS.ProcessEnv = {}): string[] {
+  try {
+    parseConfig(text, '/tmp/test.yaml', { env });
+  } catch (error) {
+    expect(error).to.be.instanceOf(ConfigError);
+    return [...(error as ConfigError).problems];
+  }
+  return [];
+}
+
+describe('configuration loader', () => {
+  it('applies the documented defaults to an empty file', () => {
+    const config = parseConfig('', '/tmp/empty.yaml');
+    expect(config.grpc.address).to.equal('127.0.0.1:9191');
+    expect(config.http.address).to.equal('127.0.0.1:9192');
+    expect(config.mode).to.equal('enforce');
+    expect(config.store).to.deep.equal({ type: 'memory' });
+    expect(config.ddi.certificate.trustXfcc).to.equal(false);
+    expect(config.ddi.certificate.proxyHeaders).to.deep.equal({ controllerIdHeader: 'X-Controller-Id', authorityHeader: 'X-Authority' });
+    expect(config.upstream.identityHeaders).to.deep.equal({ tenant: 'x-ddi-tenant', controllerId: 'x-ddi-controller-id', authMethod: 'x-ddi-auth-method' });
+    expect(config.upstream.hawkbitHeaderAuth.enabled).to.equal(false);
+  });
+
+  const invalid: [string, string, RegExp][] = [
+    ['an unknown top-level key', 'grcp: {}', /^grcp: unknown key/],
+    ['a misspelt nested key', 'ddi: { targetToken: { enable: true } }', /^ddi\.targetToken\.enable: unknown key/],
+    ['a string for a boolean', 'ddi: { gatewayToken: { enabled: "yes" } }', /^ddi\.gatewayToken\.enabled: expected true or false/],
+    ['an unknown mode', 'mode: permissive', /^mode: expected one of enforce, audit/],
+    ['an address without port', 'grpc: { address: "127.0.0.1" }', /^grpc\.address: "127\.0\.0\.1" is not HOST:PORT/],
+    ['a port over 65535', 'http: { address: "127.0.0.1:70000" }', /^http\.address:/],
+    ['a bad trusted proxy', 'ddi: { certificate: { trustedProxies: ["10.0.0.0/33"] } }', /^ddi\.certificate\.trustedProxies\[0\]: .*prefix length/],
+    ['a bad header name', 'upstream: { identityHeaders: { tenant: "x tenant" } }', /^upstream\.identityHeaders\.tenant: "x tenant" is not a valid HTTP header name/],
+    ['header auth without authority', 'upstream: { hawkbitHeaderAuth: { enabled: true } }', /^upstream\.hawkbitHeaderAuth\.authority: must be set/],
+    ['an unknown store type', 'store: { type: postgres }', /^store\.type: expected one of memory, redis/],
+    ['an unknown tenant key', 'tenants: { T: { config: { authentication.targettoken.enable: true } } }', /^tenants\.T\.config\.authentication\.targettoken\.enable: unknown key/],
+    ['a tenant name over 40 characters', `tenants: { ${'t'.repeat(41)}: {} }`, /tenant name must be 1 to 40 characters/],
+    ['two tenants differing in case', 'tenants: { abc: {}, ABC: {} }', /^tenants\.ABC: same tenant as "abc"/],
+    ['a controller id with a space', 'tenants: { T: { targets: { "a b": { securityToken: x } } } }', /controller id must not contain whitespace/],
+    ['a token over 128 characters', `tenants: { T: { targets: { d: { securityToken: "${'a'.repeat(129)}" } } } }`, /security token must be 1 to 128 characters; got 129/],
+    ['a token outside token68', 'tenants: { T: { targets: { d: { securityToken: "a b" } } } }', /security token must use only the token68 characters/],
+    ['a digest that is not hex', 'tenants: { T: { targets: { d: { securityTokenSha256: "xyz" } } } }', /securityTokenSha256: expected 64 hex digits/],
+    ['a secret from a missing variable', 'tenants: { T: { config: { authentication.gatewaytoken.key: { env: NOPE_KEY } } } }', /environment variable NOPE_KEY is not set/],
+    ['a secret from a missing file', 'tenants: { T: { config: { authentication.gatewaytoken.key: { file: /nonexistent/key } } } }', /cannot read secret file \/nonexistent\/key: ENOENT/],
+    ['broken YAML', 'grpc: [', /not valid YAML/],
+  ];
+  for (const [condition, text, pattern] of invalid) {
+    it(`rejects ${condition}, naming the key`, () => {
+      const problems = problemsOf(text);
+      expect(problems.some((problem) => pattern.test(problem)), problems.join(' | ')).to.equal(true);
+    });
+  }
+
+  it('lists every problem at once', () => {
+    expect(problemsOf('mode: x\ngrcp: {}\nstore: { type: y }')).to.have.length(3);
+  });
+
+  it('reads secrets from a file and from the environment', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'config-test-'));
+    writeFileSync(join(dir, 'device.token'), 'filetoken123\n');
+    const config = parseConfig(
+      `tenants:
+  T:
+    config: { authentication.gatewaytoken.key: { env: GW_KEY } }
+    targets:
+      d: { securityToken: { file: device.token } }
+`,
+      join(dir, 'config.yaml'),
+      { env: { GW_KEY: 'envkey456' } },
+    );
+    expect(config.tenants.T.config['authentication.gatewaytoken.key']).to.equal('envkey456');
+    expect(config.tenants.T.targets.d.securityToken).to.equal('filetoken123');
+  });
+
+  it('never puts a secret value into a problem', () => {
+    const problems = problemsOf('tenants: { T: { targets: { d: { securityToken: "secret value with spaces" } } } }');
+    expect(problems.join('\n')).not.to.include('secret value');
+  });
+
+  it('names the file when it cannot be read', () => {
+    expect(() => loadConfigFile('/nonexistent/config.yaml')).to.throw(ConfigError, /\/nonexistent\/config\.yaml.*ENOENT/s);
+  });
+
+  it('loads 100,000 targets in a few seconds', function () {
+    this.timeout(30_000);
+    const lines = ['tenants:', '  BIG:', '    config: { authentication.targettoken.enabled: true }', '    targets:'];
+    for (let i = 0; i < 100_000; i++) {
+      lines.push(`      device-${i}: { securityToken: "${i.toString(16).padStart(32, '0')}" }`);
+    }
+    const config = parseConfig(lines.join('\n'), '/tmp/big.yaml');
+    expect(Object.keys(config.tenants.BIG.targets)).to.have.length(100_000);
+  });
+});
