@@ -1,0 +1,117 @@
+import { createHash } from 'node:crypto';
+
+import { parseCertificate, type ParsedCertificate } from './certificate.js';
+import { CertificateError, invalidCertificate } from './errors.js';
+import { decodeEnvoyPem, MAX_ENCODED_PEM_CHARS, splitPemChain } from './pem.js';
+
+/** Default number of cached entries. An entry is a parsed certificate of a few KiB (an estimate), so the default needs a few MiB. */
+export const DEFAULT_CERTIFICATE_CACHE_ENTRIES = 1000;
+
+/** Maximum number of certificates accepted in one chain. Clients send the leaf and a few CAs. */
+export const MAX_CHAIN_CERTIFICATES = 16;
+
+type CacheEntry =
+  | { ok: true; value: ParsedCertificate | ParsedCertificate[] }
+  | { ok: false; error: CertificateError };
+
+/**
+ * Least-recently-used cache of parsed certificates, keyed by the SHA-256 of the percent-encoded
+ * PEM as Envoy sends it, so one device's certificate is decoded, parsed and hashed once.
+ * Failures are cached too, as the same `CertificateError`, so repeated junk costs one hash.
+ * Entries never expire, because a key is an exact encoding whose parse result cannot change.
+ * Validity dates are not checked here.
+ */
+export class CertificateCache {
+  readonly maxEntries: number;
+  readonly #entries = new Map<string, CacheEntry>();
+
+  constructor(maxEntries: number = DEFAULT_CERTIFICATE_CACHE_ENTRIES) {
+    if (!Number.isInteger(maxEntries) || maxEntries < 1) {
+      throw new RangeError(`CertificateCache maxEntries must be a positive integer, got ${maxEntries}`);
+    }
+    this.maxEntries = maxEntries;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /**
+   * Decodes and parses one percent-encoded PEM certificate (`source.certificate` or XFCC `Cert`).
+   * Throws `CertificateError`.
+   */
+  parseEnvoyCertificate(encoded: string): ParsedCertificate {
+    return this.#lookup('certificate', encoded, () => parseCertificate(decodeEnvoyPem(encoded))) as ParsedCertificate;
+  }
+
+  /**
+   * Decodes and parses a percent-encoded PEM chain (XFCC `Chain`), every certificate in order.
+   * Throws `CertificateError` if any certificate is invalid, the chain is empty, it contains
+   * text outside its PEM blocks (Envoy writes none), or it has more than
+   * `MAX_CHAIN_CERTIFICATES` certificates.
+   */
+  parseEnvoyChain(encoded: string): ParsedCertificate[] {
+    const chain = this.#lookup('chain', encoded, () => {
+      const pem = decodeEnvoyPem(encoded);
+      const blocks = splitPemChain(pem);
+      if (blocks.length === 0) {
+        throw invalidCertificate("chain contains no '-----BEGIN CERTIFICATE-----' block");
+      }
+      if (blocks.reduce((rest, block) => rest.replace(block, ''), pem).trim() !== '') {
+        throw invalidCertificate('chain contains text outside its PEM certificate blocks');
+      }
+      if (blocks.length > MAX_CHAIN_CERTIFICATES) {
+        throw invalidCertificate(`chain has ${blocks.length} certificates, more than the limit of ${MAX_CHAIN_CERTIFICATES}`);
+      }
+      return blocks.map((block) => parseCertificate(block));
+    }) as ParsedCertificate[];
+    // A copy, so a caller that reorders or trims its chain cannot change the cached one.
+    return [...chain];
+  }
+
+  clear(): void {
+    this.#entries.clear();
+  }
+
+  #lookup(
+    kind: 'certificate' | 'chain',
+    encoded: string,
+    parse: () => ParsedCertificate | ParsedCertificate[],
+  ): ParsedCertificate | ParsedCertificate[] {
+    // Checked before hashing so that oversized input costs nothing and is not cached.
+    if (encoded.length > MAX_ENCODED_PEM_CHARS) {
+      throw invalidCertificate(`encoded PEM has ${encoded.length} characters, more than the limit of ${MAX_ENCODED_PEM_CHARS}`);
+    }
+
+    // UTF-16 keeps lone surrogates apart, which UTF-8 would map to the same replacement bytes.
+    const key = createHash('sha256').update(kind).update('\0').update(encoded, 'utf16le').digest('hex');
+    let entry = this.#entries.get(key);
+    if (entry) {
+      // Re-insert so that Map iteration order is least recently used first.
+      this.#entries.delete(key);
+    } else {
+      entry = this.#parseToEntry(parse);
+      if (this.#entries.size >= this.maxEntries) {
+        const oldest = this.#entries.keys().next().value as string;
+        this.#entries.delete(oldest);
+      }
+    }
+    this.#entries.set(key, entry);
+
+    if (!entry.ok) {
+      throw entry.error;
+    }
+    return entry.value;
+  }
+
+  #parseToEntry(parse: () => ParsedCertificate | ParsedCertificate[]): CacheEntry {
+    try {
+      return { ok: true, value: parse() };
+    } catch (error) {
+      if (error instanceof CertificateError) {
+        return { ok: false, error };
+      }
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,104 @@
+import { expect } from 'chai';
+
+import { CertificateCache, CertificateError } from '../src/x509/index.js';
+import { chainPem, envoyEncodePem, TestPki, type TestCertificate } from './helpers/pki.js';
+
+function thrownBy(action: () => unknown): unknown {
+  try {
+    action();
+  } catch (error) {
+    return error;
+  }
+  return undefined;
+}
+
+describe('CertificateCache', function () {
+  let pki: TestPki;
+  let root: TestCertificate;
+  let devices: TestCertificate[];
+
+  before(function () {
+    pki = TestPki.create();
+    root = pki.rootCa();
+    devices = [1, 2, 3].map((number) => pki.device(root, `/CN=device-${number}`));
+  });
+
+  after(function () {
+    pki.cleanup();
+  });
+
+  it('returns the cached object for the same encoded certificate', function () {
+    const cache = new CertificateCache(10);
+    const encoded = envoyEncodePem(devices[0]!.pem);
+    const first = cache.parseEnvoyCertificate(encoded);
+    expect(first.subjectCommonNames).to.deep.equal(['device-1']);
+    expect(cache.parseEnvoyCertificate(encoded)).to.equal(first);
+    expect(cache.size).to.equal(1);
+  });
+
+  it('caches a failure and rethrows the same error', function () {
+    const cache = new CertificateCache(10);
+    const first = thrownBy(() => cache.parseEnvoyCertificate('%ZZjunk'));
+    expect(first).to.be.instanceOf(CertificateError);
+    expect(thrownBy(() => cache.parseEnvoyCertificate('%ZZjunk'))).to.equal(first);
+    expect(cache.size).to.equal(1);
+  });
+
+  it('evicts the least recently used entry', function () {
+    const cache = new CertificateCache(2);
+    const [a, b, c] = devices.map((device) => envoyEncodePem(device.pem)) as [string, string, string];
+    const parsedA = cache.parseEnvoyCertificate(a);
+    const parsedB = cache.parseEnvoyCertificate(b);
+    cache.parseEnvoyCertificate(a);
+    cache.parseEnvoyCertificate(c);
+
+    expect(cache.size).to.equal(2);
+    expect(cache.parseEnvoyCertificate(a), 'recently used entry').to.equal(parsedA);
+    expect(cache.parseEnvoyCertificate(b), 'evicted entry').to.not.equal(parsedB);
+  });
+
+  it('parses a chain in order and returns a fresh array each time', function () {
+    const cache = new CertificateCache(10);
+    const encoded = envoyEncodePem(chainPem(devices[0]!, root));
+    const chain = cache.parseEnvoyChain(encoded);
+    expect(chain.map((certificate) => certificate.isCa)).to.deep.equal([false, true]);
+
+    chain.pop();
+    const again = cache.parseEnvoyChain(encoded);
+    expect(again).to.have.length(2);
+    expect(again[0]).to.equal(chain[0]);
+  });
+
+  it('keeps a certificate and a one-element chain apart', function () {
+    const cache = new CertificateCache(10);
+    const encoded = envoyEncodePem(devices[0]!.pem);
+    expect(Array.isArray(cache.parseEnvoyCertificate(encoded))).to.equal(false);
+    expect(cache.parseEnvoyChain(encoded)).to.have.length(1);
+    expect(cache.size).to.equal(2);
+  });
+
+  it('rejects an empty chain and a chain over the limit', function () {
+    const cache = new CertificateCache(10);
+    expect(thrownBy(() => cache.parseEnvoyChain(''))).to.be.instanceOf(CertificateError);
+    const tooLong = envoyEncodePem(Array.from({ length: 17 }, () => devices[0]!.pem).join(''));
+    expect(thrownBy(() => cache.parseEnvoyChain(tooLong))).to.be.instanceOf(CertificateError);
+  });
+
+  it('rejects a chain with text outside its blocks', function () {
+    const cache = new CertificateCache(10);
+    const encoded = envoyEncodePem(`${devices[0]!.pem}subject=CN=device-1\n${root.pem}`);
+    expect(thrownBy(() => cache.parseEnvoyChain(encoded))).to.be.instanceOf(CertificateError);
+  });
+
+  it('rejects an oversized value without caching it', function () {
+    const cache = new CertificateCache(10);
+    expect(thrownBy(() => cache.parseEnvoyCertificate('A'.repeat(64 * 1024 + 1)))).to.be.instanceOf(CertificateError);
+    expect(cache.size).to.equal(0);
+  });
+
+  it('rejects a maxEntries that is not a positive integer', function () {
+    for (const maxEntries of [0, -1, 1.5, Number.NaN]) {
+      expect(() => new CertificateCache(maxEntries), String(maxEntries)).to.throw(RangeError);
+    }
+  });
+});
