@@ -1,22 +1,21 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Authenticator } from './auth/authenticator.js';
+import { CertificateAuthenticator } from './auth/certificate.js';
 import { GatewayTokenAuthenticator } from './auth/gateway-token.js';
 import { AuthPipeline } from './auth/pipeline.js';
 import { TargetTokenAuthenticator } from './auth/target-token.js';
 import { parseListenAddress, type ListenAddress } from './config/address.js';
 import type { ServiceConfig } from './config/schema.js';
-import { createCheckHandler } from './envoy/check-handler.js';
+import { createCheckHandler, type CheckRuntime } from './envoy/check-handler.js';
 import { CheckResponseBuilder } from './envoy/check-response.js';
 import { HealthService } from './envoy/health.js';
 import { AUTHORIZATION_SERVICE_NAME, authorizationService, healthService } from './envoy/proto.js';
 import { HealthHttpServer } from './http/health-server.js';
-import { createLogger, type Logger } from './observability/logger.js';
-import { createStore, TokenDigester, type TenantStore } from './store/index.js';
-import { CertificateAuthenticator } from './auth/certificate.js';
-
-
-/** Largest CheckRequest accepted, in bytes. */
-export const GRPC_MAX_RECEIVE_BYTES = 16 * 1024 * 1024;
+import { createLogger, logDestination, type Logger } from './observability/logger.js';
+import { Metrics } from './observability/metrics.js';
+import { restartOnlyChanges } from './reload.js';
+import { createStore, MemoryStore, TokenDigester, type TenantStore } from './store/index.js';
+import { packageVersion } from './version.js';
 
 export interface ServiceOptions {
   logger?: Logger;
@@ -25,10 +24,19 @@ export interface ServiceOptions {
 export interface ServiceHandle {
   /** `HOST:PORT` the gRPC server listens on, with the port it actually bound. */
   grpcAddress: string;
-  /** `HOST:PORT` of the HTTP health server. */
+  /** `HOST:PORT` of the HTTP server (health and metrics). */
   httpAddress: string;
   logger: Logger;
   store: TenantStore;
+  metrics: Metrics | undefined;
+  /** The configuration in force. */
+  config(): ServiceConfig;
+  /**
+   * Applies a new configuration without dropping calls: calls in flight finish
+   * on the old one. Keys that need a restart (addresses, TLS, store, metrics)
+   * are kept as they were and returned, so the caller can log them.
+   */
+  reload(next: ServiceConfig): Promise<string[]>;
   /**
    * Reports NOT_SERVING, keeps answering for `drainDelayMs` so Envoy's health
    * checks move traffic away, lets calls in flight finish (up to `timeoutMs`),
@@ -46,13 +54,27 @@ export function createAuthenticators(config: ServiceConfig, digester: TokenDiges
   ];
 }
 
-/** Composes store, pipeline, gRPC server and HTTP health server, and starts them. */
-export async function createService(config: ServiceConfig, options: ServiceOptions = {}): Promise<ServiceHandle> {
-  const logger = options.logger ?? createLogger(config.log.level);
+function createRuntime(config: ServiceConfig, store: TenantStore, digester: TokenDigester, metrics: Metrics | undefined): CheckRuntime {
+  const authenticators = createAuthenticators(config, digester);
+  const certificate = authenticators.find((authenticator) => authenticator instanceof CertificateAuthenticator) as CertificateAuthenticator;
+  metrics?.addCache('certificate', () => certificate.cacheStats);
+  return {
+    pipeline: new AuthPipeline(store, authenticators),
+    responses: new CheckResponseBuilder(config),
+    mode: config.mode,
+    allowLevel: config.log.allowLevel,
+    denyLevel: config.log.denyLevel,
+  };
+}
+
+/** Composes store, pipeline, gRPC server and HTTP server, and starts them. */
+export async function createService(initial: ServiceConfig, options: ServiceOptions = {}): Promise<ServiceHandle> {
+  const logger = options.logger ?? createLogger(initial.log.level, logDestination(initial.log.destination));
+  let config = initial;
   const digester = new TokenDigester(config.tokenDigestKey);
-  const store = await createStore(config, digester, logger);
-  const pipeline = new AuthPipeline(store, createAuthenticators(config, digester));
-  const responses = new CheckResponseBuilder(config);
+  let store = await createStore(config, digester, logger);
+  const metrics = config.metrics.enabled ? new Metrics({ version: packageVersion(), tenantLabel: config.metrics.tenantLabel }) : undefined;
+  let runtime = createRuntime(config, store, digester, metrics);
 
   let draining = false;
   const health = new HealthService(['', AUTHORIZATION_SERVICE_NAME]);
@@ -60,23 +82,23 @@ export async function createService(config: ServiceConfig, options: ServiceOptio
   const updateHealth = (): void => health.setAll(isReady() ? 'SERVING' : 'NOT_SERVING');
   store.onHealthChange(updateHealth);
 
-  const server = new grpc.Server({
-    // Above anything Envoy sends (its request headers are capped at 8 MiB by max_request_headers_kb), so
-    // oversized input still gets a deny rather than an RPC error.
-    'grpc.max_receive_message_length': GRPC_MAX_RECEIVE_BYTES,
-  });
-  server.addService(authorizationService().service, {
-    Check: createCheckHandler({ pipeline, responses, logger, mode: config.mode }),
-  });
+  const server = new grpc.Server(serverOptions(config));
+  server.addService(authorizationService().service, { Check: createCheckHandler({ runtime: () => runtime, logger, metrics }) });
   server.addService(healthService().service, health.handlers());
 
   const grpcListen = parseListenAddress(config.grpc.address).value as ListenAddress;
   const httpListen = parseListenAddress(config.http.address).value as ListenAddress;
-  const grpcPort = await bind(server, grpcListen);
-  const http = new HealthHttpServer(isReady);
-  let httpInfo;
+  let grpcPort: number;
   try {
-    httpInfo = await http.listen(httpListen);
+    grpcPort = await bind(server, grpcListen, config.grpc.tls);
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  const http = new HealthHttpServer(isReady, metrics);
+  let httpPort: number;
+  try {
+    httpPort = (await http.listen(httpListen)).port;
   } catch (error) {
     server.forceShutdown();
     await store.close();
@@ -84,9 +106,28 @@ export async function createService(config: ServiceConfig, options: ServiceOptio
   }
 
   const grpcAddress = `${formatHost(grpcListen.host)}:${grpcPort}`;
-  const httpAddress = `${formatHost(httpListen.host)}:${httpInfo.port}`;
+  const httpAddress = `${formatHost(httpListen.host)}:${httpPort}`;
   updateHealth();
-  logger.info({ grpcAddress, httpAddress, config: config.source, store: config.store.type, mode: config.mode }, 'service started');
+  logger.info(
+    { grpcAddress, httpAddress, tls: config.grpc.tls !== undefined, config: config.source, store: config.store.type, mode: config.mode },
+    'service started',
+  );
+
+  const reload = async (next: ServiceConfig): Promise<string[]> => {
+    const kept = restartOnlyChanges(config, next);
+    // Keys that need a restart keep their running values.
+    const applied: ServiceConfig = { ...next, grpc: config.grpc, http: config.http, store: config.store, metrics: config.metrics, tokenDigestKey: config.tokenDigestKey };
+    let nextStore = store;
+    if (applied.store.type === 'memory') {
+      nextStore = new MemoryStore(applied.tenants, digester);
+    }
+    runtime = createRuntime(applied, nextStore, digester, metrics);
+    store = nextStore;
+    config = applied;
+    logger.level = applied.log.level;
+    logger.info({ config: applied.source, mode: applied.mode, tenants: Object.keys(applied.tenants).length }, 'configuration reloaded');
+    return kept;
+  };
 
   let stopped: Promise<void> | undefined;
   const stop = (overrides: Partial<ServiceConfig['shutdown']> = {}): Promise<void> => {
@@ -105,13 +146,38 @@ export async function createService(config: ServiceConfig, options: ServiceOptio
     return stopped;
   };
 
-  return { grpcAddress, httpAddress, logger, store, stop };
+  return { grpcAddress, httpAddress, logger, get store() { return store; }, metrics, config: () => config, reload, stop };
 }
 
-function bind(server: grpc.Server, address: ListenAddress): Promise<number> {
+/**
+ * gRPC server options. Envoy multiplexes many Checks over a few long-lived
+ * HTTP/2 connections, so the stream limit is per connection and generous;
+ * keepalive pings find connections whose peer went away without closing them.
+ */
+function serverOptions(config: ServiceConfig): grpc.ServerOptions {
+  return {
+    'grpc.max_receive_message_length': config.grpc.maxReceiveMessageBytes,
+    'grpc.max_send_message_length': 4 * 1024 * 1024,
+    'grpc.max_concurrent_streams': config.grpc.maxConcurrentStreams,
+    'grpc.keepalive_time_ms': config.grpc.keepaliveTimeMs,
+    'grpc.keepalive_timeout_ms': config.grpc.keepaliveTimeoutMs,
+    // Envoy may ping idle connections (its connection_keepalive); do not treat that as abuse.
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+  };
+}
+
+function bind(server: grpc.Server, address: ListenAddress, tls: ServiceConfig['grpc']['tls']): Promise<number> {
   const target = `${formatHost(address.host)}:${address.port}`;
+  const credentials = tls
+    ? grpc.ServerCredentials.createSsl(
+        tls.clientCa ? Buffer.from(tls.clientCa) : null,
+        [{ cert_chain: Buffer.from(tls.certificate), private_key: Buffer.from(tls.privateKey) }],
+        tls.requireClientCertificate,
+      )
+    : grpc.ServerCredentials.createInsecure();
   return new Promise((resolve, reject) => {
-    server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (error, port) => {
+    server.bindAsync(target, credentials, (error, port) => {
       if (error) {
         reject(new Error(`cannot listen on grpc.address ${target}: ${error.message}`));
       } else {
@@ -124,7 +190,7 @@ function bind(server: grpc.Server, address: ListenAddress): Promise<number> {
 function shutdown(server: grpc.Server, timeoutMs: number, logger: Logger): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
-      logger.warn({ timeoutMs }, 'calls still in flight after the drain timeout; cancelling them');
+      logger.warn({ timeoutMs }, 'calls still in flight after the shutdown timeout; cancelling them');
       server.forceShutdown();
       resolve();
     }, timeoutMs);

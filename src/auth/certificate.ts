@@ -38,6 +38,11 @@ export class CertificateAuthenticator implements Authenticator {
     this.#cache = new CertificateCache(cacheEntries);
   }
 
+  /** Hits and misses of the parsed-certificate cache, for metrics. */
+  get cacheStats(): { hits: number; misses: number } {
+    return this.#cache.stats;
+  }
+
   enabledFor(tenant: TenantSettings): boolean {
     return this.config.enabled && tenant.headerEnabled;
   }

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../config/errors.js';
 import { loadConfigFile } from '../config/load.js';
@@ -9,6 +8,7 @@ import { EXIT_ERROR, EXIT_OK, UsageError, type CliIo } from './io.js';
 import { serveCommand } from './serve.js';
 import { configValidateCommand } from './config-validate.js';
 import { issuerHashCommand } from './issuer-hash.js';
+import { packageVersion } from '../version.js';
 
 const USAGE = `Usage: hawkbit-ext-authz [--config FILE] COMMAND [options]
 
@@ -92,9 +92,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       io.out.write(USAGE);
       return EXIT_OK;
     }
-    const { path, origin } = resolveConfigPath(configFlag, io.env);
+    const { path } = resolveConfigPath(configFlag, io.env);
     const config = loadConfigFile(path, { env: io.env });
-    config.source = `${config.source} (from ${origin})`;
     return await run(args, config, io);
   } catch (error) {
     if (error instanceof ConfigError || error instanceof UsageError) {
@@ -108,11 +107,6 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     io.err.write(`error: ${error instanceof Error ? error.message : String(error)}\n`);
     return EXIT_ERROR;
   }
-}
-
-export function packageVersion(): string {
-  const path = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../../package.json' : '../../package.json', import.meta.url));
-  return (JSON.parse(readFileSync(path, 'utf8')) as { version: string }).version;
 }
 
 const isEntryPoint = process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1];

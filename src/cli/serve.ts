@@ -1,22 +1,34 @@
+import { ConfigError } from '../config/errors.js';
+import { loadConfigFile } from '../config/load.js';
 import type { ServiceConfig } from '../config/schema.js';
-import { createService } from '../service.js';
-import { createLogger } from '../observability/logger.js';
+import { watchConfigFile } from '../config/watch.js';
+import { createLogger, logDestination, type Logger } from '../observability/logger.js';
+import { createService, type ServiceHandle } from '../service.js';
 import { UsageError, type CliIo } from './io.js';
 
 /** Exit code that tells the entry point the process stays up until a signal. */
 export const KEEP_RUNNING = -1;
 
-/** `serve`: runs the service until SIGTERM or SIGINT, then drains and exits. */
-export async function serveCommand(args: string[], config: ServiceConfig, _io: CliIo): Promise<number> {
+/**
+ * `serve`: runs the service until SIGTERM or SIGINT, then drains and exits.
+ * SIGHUP, and a change of the file when `reload.watch` is on, reload the
+ * configuration; an invalid file keeps the running one.
+ */
+export async function serveCommand(args: string[], config: ServiceConfig, io: CliIo): Promise<number> {
   if (args.length > 0) {
     throw new UsageError(`serve takes no arguments besides --config; got "${args.join(' ')}"`);
   }
-  const logger = createLogger(config.log.level);
+  const logger = createLogger(config.log.level, logDestination(config.log.destination));
   logger.info({ config: config.source }, 'configuration loaded');
   const service = await createService(config, { logger });
 
+  const reload = createReloader(service, logger, io.env);
+  process.on('SIGHUP', () => reload('SIGHUP'));
+  const unwatch = config.reload.watch ? watchConfigFile(config.source, () => reload('file changed')) : () => {};
+
   const onSignal = (signal: NodeJS.Signals): void => {
     logger.info({ signal }, 'signal received; shutting down');
+    unwatch();
     service.stop().then(
       () => {
         logger.flush();
@@ -32,4 +44,40 @@ export async function serveCommand(args: string[], config: ServiceConfig, _io: C
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
   return KEEP_RUNNING;
+}
+
+/** Returns a function that reloads the configuration file once at a time. */
+function createReloader(service: ServiceHandle, logger: Logger, env: NodeJS.ProcessEnv): (trigger: string) => void {
+  let running: Promise<void> | undefined;
+  let again = false;
+
+  const reloadOnce = async (trigger: string): Promise<void> => {
+    const path = service.config().source;
+    let next: ServiceConfig;
+    try {
+      next = loadConfigFile(path, { env });
+    } catch (error) {
+      const problems = error instanceof ConfigError ? error.problems : [(error as Error).message];
+      logger.error({ trigger, config: path, problems }, 'configuration reload failed; keeping the running configuration');
+      return;
+    }
+    const kept = await service.reload(next);
+    if (kept.length > 0) {
+      logger.warn({ trigger, keys: kept }, 'these keys changed but need a restart to take effect');
+    }
+  };
+
+  return (trigger: string) => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = (async () => {
+      do {
+        again = false;
+        await reloadOnce(trigger);
+      } while (again);
+      running = undefined;
+    })();
+  };
 }

@@ -68,10 +68,10 @@ export function parseConfig(text: string, source: string, options: LoadOptions =
 
 function readConfig(reader: ConfigReader, document: unknown, source: string): ServiceConfig {
   const root = reader.section(document, '', [
-    'grpc', 'http', 'mode', 'log', 'ddi', 'upstream', 'store', 'tokenDigestKey', 'cache', 'shutdown', 'tenants',
+    'grpc', 'http', 'mode', 'log', 'metrics', 'reload', 'ddi', 'upstream', 'store', 'tokenDigestKey', 'cache', 'shutdown', 'tenants',
   ]);
 
-  const grpc = reader.section(root.grpc, 'grpc', ['address']);
+  const grpc = reader.section(root.grpc, 'grpc', ['address', 'tls', 'maxReceiveMessageBytes', 'maxConcurrentStreams', 'keepaliveTimeMs', 'keepaliveTimeoutMs']);
   const http = reader.section(root.http, 'http', ['address']);
   const grpcAddress = reader.string(grpc.address, 'grpc.address', '127.0.0.1:9191');
   const httpAddress = reader.string(http.address, 'http.address', '127.0.0.1:9192');
@@ -82,7 +82,10 @@ function readConfig(reader: ConfigReader, document: unknown, source: string): Se
     }
   }
 
-  const log = reader.section(root.log, 'log', ['level']);
+  const log = reader.section(root.log, 'log', ['level', 'destination', 'allowLevel', 'denyLevel']);
+  const metrics = reader.section(root.metrics, 'metrics', ['enabled', 'tenantLabel']);
+  const reload = reader.section(root.reload, 'reload', ['watch']);
+  const levels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
   const ddi = reader.section(root.ddi, 'ddi', ['targetToken', 'gatewayToken', 'certificate']);
   const targetToken = reader.section(ddi.targetToken, 'ddi.targetToken', ['enabled']);
   const gatewayToken = reader.section(ddi.gatewayToken, 'ddi.gatewayToken', ['enabled']);
@@ -94,10 +97,27 @@ function readConfig(reader: ConfigReader, document: unknown, source: string): Se
   const headerAuth = reader.section(upstream.hawkbitHeaderAuth, 'upstream.hawkbitHeaderAuth', ['enabled', 'controllerIdHeader', 'authorityHeader', 'authority']);
 
   const config: ServiceConfig = {
-    grpc: { address: grpcAddress },
+    grpc: {
+      address: grpcAddress,
+      tls: readGrpcTls(reader, grpc.tls),
+      maxReceiveMessageBytes: reader.integer(grpc.maxReceiveMessageBytes, 'grpc.maxReceiveMessageBytes', 16 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
+      maxConcurrentStreams: reader.integer(grpc.maxConcurrentStreams, 'grpc.maxConcurrentStreams', 1000, 1, 1_000_000),
+      keepaliveTimeMs: reader.integer(grpc.keepaliveTimeMs, 'grpc.keepaliveTimeMs', 60_000, 1000),
+      keepaliveTimeoutMs: reader.integer(grpc.keepaliveTimeoutMs, 'grpc.keepaliveTimeoutMs', 20_000, 1000),
+    },
     http: { address: httpAddress },
     mode: reader.oneOf(root.mode, 'mode', ['enforce', 'audit'] as const, 'enforce'),
-    log: { level: reader.oneOf(log.level, 'log.level', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info') },
+    log: {
+      level: reader.oneOf(log.level, 'log.level', levels, 'info'),
+      destination: reader.string(log.destination, 'log.destination', 'stdout'),
+      allowLevel: reader.oneOf(log.allowLevel, 'log.allowLevel', levels, 'info'),
+      denyLevel: reader.oneOf(log.denyLevel, 'log.denyLevel', levels, 'warn'),
+    },
+    metrics: {
+      enabled: reader.boolean(metrics.enabled, 'metrics.enabled', true),
+      tenantLabel: reader.boolean(metrics.tenantLabel, 'metrics.tenantLabel', false),
+    },
+    reload: { watch: reader.boolean(reload.watch, 'reload.watch', true) },
     ddi: {
       targetToken: { enabled: reader.boolean(targetToken.enabled, 'ddi.targetToken.enabled', true) },
       gatewayToken: { enabled: reader.boolean(gatewayToken.enabled, 'ddi.gatewayToken.enabled', true) },
@@ -190,6 +210,33 @@ function readCache(reader: ConfigReader, value: unknown): CacheConfig {
     ttlMs: reader.integer(cache.ttlMs, 'cache.ttlMs', DEFAULT_CACHE.ttlMs, 0),
     staleAllowMs: reader.integer(cache.staleAllowMs, 'cache.staleAllowMs', DEFAULT_CACHE.staleAllowMs, 0),
   };
+}
+
+function readGrpcTls(reader: ConfigReader, value: unknown): ServiceConfig['grpc']['tls'] {
+  if (value === undefined || value === null) {
+    return undefined;
+  }
+  const tls = reader.section(value, 'grpc.tls', ['certificate', 'privateKey', 'clientCa', 'requireClientCertificate']);
+  const certificate = reader.secret(tls.certificate, 'grpc.tls.certificate');
+  const privateKey = reader.secret(tls.privateKey, 'grpc.tls.privateKey');
+  const clientCa = reader.secret(tls.clientCa, 'grpc.tls.clientCa');
+  const requireClientCertificate = reader.boolean(tls.requireClientCertificate, 'grpc.tls.requireClientCertificate', false);
+  for (const [key, pem] of [['certificate', certificate], ['clientCa', clientCa]] as const) {
+    if (pem !== undefined && !pem.includes('-----BEGIN CERTIFICATE-----')) {
+      reader.fail(`grpc.tls.${key}`, 'expected PEM certificates ("-----BEGIN CERTIFICATE-----"); give { file: PATH } of a PEM file');
+    }
+  }
+  if (privateKey !== undefined && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(privateKey)) {
+    reader.fail('grpc.tls.privateKey', 'expected a PEM private key; give { file: PATH } of a PEM key file');
+  }
+  if (certificate === undefined || privateKey === undefined) {
+    reader.fail('grpc.tls', 'needs both certificate and privateKey, for example { file: /etc/tls/tls.crt } and { file: /etc/tls/tls.key }');
+    return undefined;
+  }
+  if (requireClientCertificate && clientCa === undefined) {
+    reader.fail('grpc.tls.requireClientCertificate', 'needs grpc.tls.clientCa, the CA bundle client certificates must chain to');
+  }
+  return { certificate, privateKey, clientCa, requireClientCertificate };
 }
 
 function readShutdown(reader: ConfigReader, value: unknown): ServiceConfig['shutdown'] {

@@ -67,11 +67,54 @@ export interface TenantEntry {
   targets: Record<string, TargetEntry>;
 }
 
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+
+export interface GrpcTlsConfig {
+  /** Server certificate chain, PEM. */
+  certificate: string;
+  /** Server private key, PEM. */
+  privateKey: string;
+  /** CA bundle that client certificates must chain to, PEM; unset accepts no client certificates. */
+  clientCa?: string;
+  /** Reject clients without a certificate signed by `clientCa`. */
+  requireClientCertificate: boolean;
+}
+
+export interface GrpcConfig {
+  address: string;
+  /** TLS on the gRPC listener; plaintext when unset. */
+  tls?: GrpcTlsConfig;
+  /** Largest CheckRequest accepted, in bytes. */
+  maxReceiveMessageBytes: number;
+  /** HTTP/2 streams one connection may have open at once. */
+  maxConcurrentStreams: number;
+  /** Interval of server keepalive pings on an idle connection, in milliseconds. */
+  keepaliveTimeMs: number;
+  /** How long to wait for a keepalive ping's answer before closing the connection, in milliseconds. */
+  keepaliveTimeoutMs: number;
+}
+
 export interface ServiceConfig {
-  grpc: { address: string };
+  grpc: GrpcConfig;
   http: { address: string };
   mode: Mode;
-  log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
+  log: {
+    level: LogLevel;
+    /** `stdout`, `stderr` or a file path. */
+    destination: string;
+    /** Level of the decision line for an allow. */
+    allowLevel: LogLevel;
+    /** Level of the decision line for a deny. */
+    denyLevel: LogLevel;
+  };
+  metrics: {
+    /** Serve Prometheus metrics at `/metrics` on the HTTP address. */
+    enabled: boolean;
+    /** Add a `tenant` label to the decision counter. */
+    tenantLabel: boolean;
+  };
+  /** Reload the file when it changes on disk, besides on SIGHUP. */
+  reload: { watch: boolean };
   ddi: {
     targetToken: { enabled: boolean };
     gatewayToken: { enabled: boolean };

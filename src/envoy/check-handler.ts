@@ -3,8 +3,9 @@ import type { Decision } from '../auth/decision.js';
 import { deny } from '../auth/decision.js';
 import type { AuthPipeline } from '../auth/pipeline.js';
 import { RequestHeaders, type AuthRequest } from '../auth/request.js';
-import type { Mode } from '../config/schema.js';
+import type { LogLevel, Mode } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
 import { toAuthRequest } from './check-request.js';
 import type { CheckResponseBuilder } from './check-response.js';
 import type { CheckRequestMessage, CheckResponseMessage } from './messages.js';
@@ -12,11 +13,20 @@ import type { CheckRequestMessage, CheckResponseMessage } from './messages.js';
 /** Upper bound on one decision when Envoy sends no deadline, in milliseconds. */
 export const DECISION_TIMEOUT_MS = 5_000;
 
-export interface CheckHandlerOptions {
+/** What a Check needs; replaced as a whole when the configuration is reloaded. */
+export interface CheckRuntime {
   pipeline: AuthPipeline;
   responses: CheckResponseBuilder;
-  logger: Logger;
   mode: Mode;
+  allowLevel: LogLevel;
+  denyLevel: LogLevel;
+}
+
+export interface CheckHandlerOptions {
+  /** Returns the current runtime; a call keeps the one it started with, so a reload never changes a call in flight. */
+  runtime: () => CheckRuntime;
+  logger: Logger;
+  metrics?: Metrics;
 }
 
 /**
@@ -25,15 +35,18 @@ export interface CheckHandlerOptions {
  * allow, so failures to decide become 503 denies here.
  */
 export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUnaryCall<CheckRequestMessage, CheckResponseMessage> {
-  const { pipeline, responses, logger, mode } = options;
+  const { logger, metrics } = options;
 
   return (call, callback) => {
     const started = process.hrtime.bigint();
+    const runtime = options.runtime();
+    const { pipeline, responses, mode } = runtime;
     let request: AuthRequest | undefined;
 
     const finish = (decision: Decision): void => {
-      const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
-      logDecision(logger, request, decision, durationMs, mode);
+      const durationSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+      logDecision(logger, runtime, request, decision, durationSeconds);
+      metrics?.recordDecision(decision, durationSeconds, mode === 'audit');
       const headers = request?.headers ?? new RequestHeaders();
       try {
         // Audit mode lets a would-be deny through without identity, still stripping client-sent identity headers.
@@ -91,7 +104,11 @@ function remainingMs(deadline: grpc.Deadline): number {
   return Math.max(0, Math.min(DECISION_TIMEOUT_MS, at - Date.now()));
 }
 
-function logDecision(logger: Logger, request: AuthRequest | undefined, decision: Decision, durationMs: number, mode: Mode): void {
+function logDecision(logger: Logger, runtime: CheckRuntime, request: AuthRequest | undefined, decision: Decision, durationSeconds: number): void {
+  const level = decision.kind === 'allow' ? runtime.allowLevel : runtime.denyLevel;
+  if (level === 'silent' || !logger.isLevelEnabled(level)) {
+    return;
+  }
   const fields = {
     requestId: request?.requestId ?? '',
     tenant: decision.tenant,
@@ -100,12 +117,8 @@ function logDecision(logger: Logger, request: AuthRequest | undefined, decision:
     result: decision.kind,
     reason: decision.kind === 'deny' ? decision.reason : undefined,
     httpStatus: decision.kind === 'deny' ? decision.httpStatus : 200,
-    durationMs: Math.round(durationMs * 1000) / 1000,
-    mode: mode === 'audit' ? 'audit' : undefined,
+    durationMs: Math.round(durationSeconds * 1e6) / 1000,
+    mode: runtime.mode === 'audit' ? 'audit' : undefined,
   };
-  if (decision.kind === 'allow') {
-    logger.info(fields, 'allow');
-  } else {
-    logger.warn(fields, 'deny');
-  }
+  logger[level](fields, decision.kind);
 }

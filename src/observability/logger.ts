@@ -21,6 +21,17 @@ export const REDACTED_PATHS = [
   '*.securityToken',
 ];
 
+/** Opens `stdout`, `stderr` or a file (created with its folder, appended to) for log lines. */
+export function logDestination(destination: string): DestinationStream {
+  if (destination === 'stdout') {
+    return pino.destination({ fd: 1, sync: false });
+  }
+  if (destination === 'stderr') {
+    return pino.destination({ fd: 2, sync: false });
+  }
+  return pino.destination({ dest: destination, mkdir: true, sync: false });
+}
+
 /** Builds the service's JSON-lines logger; `destination` defaults to stdout. */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(

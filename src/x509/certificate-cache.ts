@@ -24,6 +24,8 @@ type CacheEntry =
 export class CertificateCache {
   readonly maxEntries: number;
   readonly #entries = new Map<string, CacheEntry>();
+  /** Lookups answered from the cache and lookups that parsed, since construction. */
+  readonly stats = { hits: 0, misses: 0 };
 
   constructor(maxEntries: number = DEFAULT_CERTIFICATE_CACHE_ENTRIES) {
     if (!Number.isInteger(maxEntries) || maxEntries < 1) {
@@ -87,9 +89,11 @@ export class CertificateCache {
     const key = createHash('sha256').update(kind).update('\0').update(encoded, 'utf16le').digest('hex');
     let entry = this.#entries.get(key);
     if (entry) {
+      this.stats.hits++;
       // Re-insert so that Map iteration order is least recently used first.
       this.#entries.delete(key);
     } else {
+      this.stats.misses++;
       entry = this.#parseToEntry(parse);
       if (this.#entries.size >= this.maxEntries) {
         const oldest = this.#entries.keys().next().value as string;

@@ -52,6 +52,10 @@ export interface IssueOptions {
   multiValueRdn?: boolean;
   /** Default `utf8only`. */
   stringMask?: StringMask;
+  /** extendedKeyUsage of a non-CA certificate, in openssl's syntax. Default `clientAuth`. */
+  extendedKeyUsage?: string;
+  /** subjectAltName in openssl's syntax, for example `DNS:localhost,IP:127.0.0.1`. Default none. */
+  subjectAltName?: string;
 }
 
 /** One attribute of a hand-built name: dotted OID, ASN.1 tag of the value, and its content octets. */
@@ -102,7 +106,7 @@ export class TestPki {
     const configPath = `${base}.cnf`;
     const certPath = `${base}.pem`;
     const keyPath = `${base}.key`;
-    writeFileSync(configPath, requestConfig(options.stringMask ?? 'utf8only', options.ca ?? false));
+    writeFileSync(configPath, requestConfig(options.stringMask ?? 'utf8only', options.ca ?? false, options.extendedKeyUsage, options.subjectAltName));
 
     const args = [
       'req', '-x509', '-new',
@@ -137,6 +141,11 @@ export class TestPki {
   /** Device (leaf) certificate signed by `issuer`, e.g. `device(ca, '/CN=device-0001')`. Any subject works, with or without CN. */
   device(issuer: TestCertificate, subject: string): TestCertificate {
     return this.issue({ subject, issuer });
+  }
+
+  /** TLS server certificate for `localhost` and 127.0.0.1, signed by `issuer`. */
+  server(issuer: TestCertificate, subject = '/CN=localhost'): TestCertificate {
+    return this.issue({ subject, issuer, extendedKeyUsage: 'serverAuth', subjectAltName: 'DNS:localhost,IP:127.0.0.1' });
   }
 
   /**
@@ -244,10 +253,13 @@ export function derName(rdns: RawAttribute[][]): Buffer {
   );
 }
 
-function requestConfig(stringMask: StringMask, ca: boolean): string {
+function requestConfig(stringMask: StringMask, ca: boolean, extendedKeyUsage = 'clientAuth', subjectAltName?: string): string {
   const extensions = ca
     ? ['basicConstraints = critical,CA:TRUE', 'keyUsage = critical,keyCertSign,cRLSign']
-    : ['basicConstraints = critical,CA:FALSE', 'keyUsage = critical,digitalSignature', 'extendedKeyUsage = clientAuth'];
+    : ['basicConstraints = critical,CA:FALSE', 'keyUsage = critical,digitalSignature', `extendedKeyUsage = ${extendedKeyUsage}`];
+  if (subjectAltName) {
+    extensions.push(`subjectAltName = ${subjectAltName}`);
+  }
   return [
     '[req]',
     'distinguished_name = dn',
