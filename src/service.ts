@@ -48,7 +48,7 @@ export interface ServiceHandle {
 /** Builds the authenticators in hawkBit's order: certificate, target token, gateway token. */
 export function createAuthenticators(config: ServiceConfig, digester: TokenDigester): Authenticator[] {
   return [
-    new CertificateAuthenticator(config.ddi.certificate),
+    new CertificateAuthenticator(config.ddi.certificate, config.limits),
     new TargetTokenAuthenticator(config.ddi.targetToken.enabled, digester),
     new GatewayTokenAuthenticator(config.ddi.gatewayToken.enabled, digester),
   ];
@@ -59,7 +59,7 @@ function createRuntime(config: ServiceConfig, store: TenantStore, digester: Toke
   const certificate = authenticators.find((authenticator) => authenticator instanceof CertificateAuthenticator) as CertificateAuthenticator;
   metrics?.addCache('certificate', () => certificate.cacheStats);
   return {
-    pipeline: new AuthPipeline(store, authenticators),
+    pipeline: new AuthPipeline(store, authenticators, config.limits),
     responses: new CheckResponseBuilder(config),
     mode: config.mode,
     allowLevel: config.log.allowLevel,

@@ -38,10 +38,17 @@ tenants:
     expect(outcome(response)).to.deep.equal({ grpc: 7, http: 403 });
   });
 
-  it('denies a one-megabyte Authorization header', async () => {
+  it('denies a one-megabyte Authorization header as too large', async () => {
     const response = await service.check(envoyRequest('/T/controller/v1/d', { authorization: `TargetToken ${'A'.repeat(1024 * 1024)}` }));
-    expect(outcome(response)).to.deep.equal({ grpc: 16, http: 401 });
+    expect(outcome(response)).to.deep.equal({ grpc: 7, http: 403 });
+    expect(service.log.records.at(-1)?.reason).to.equal('request_too_large');
     await allowedStill();
+  });
+
+  it('denies an Authorization header over its own bound', async () => {
+    const response = await service.check(envoyRequest('/T/controller/v1/d', { authorization: `TargetToken ${'A'.repeat(5000)}` }));
+    expect(outcome(response)).to.deep.equal({ grpc: 16, http: 401 });
+    expect(service.log.records.at(-1)?.reason).to.equal('authorization_malformed');
   });
 
   it('denies a path of one megabyte', async () => {
@@ -49,14 +56,22 @@ tenants:
     expect(outcome(response)).to.deep.equal({ grpc: 7, http: 403 });
   });
 
-  it('denies thousands of junk headers', async () => {
+  it('denies thousands of junk headers as too many', async () => {
     const headers: Record<string, string> = {};
     for (let i = 0; i < 5000; i++) {
-      headers[`x-junk-${i}`] = randomBytes(64).toString('latin1');
+      headers[`x-junk-${i}`] = randomBytes(8).toString('latin1');
     }
-    const response = await service.check(envoyRequest('/T/controller/v1/d', headers));
-    expect(outcome(response)).to.deep.equal({ grpc: 16, http: 401 });
+    const response = await service.check(envoyRequest('/T/controller/v1/d', { authorization: `TargetToken ${TOKEN}`, ...headers }));
+    expect(outcome(response)).to.deep.equal({ grpc: 7, http: 403 });
+    expect(service.log.records.at(-1)?.reason).to.equal('request_too_large');
     await allowedStill();
+  });
+
+  it('denies an oversized certificate and chain with their own reasons', async () => {
+    const big = `-----BEGIN%20CERTIFICATE-----%0A${'A'.repeat(20 * 1024)}%0A-----END%20CERTIFICATE-----%0A`;
+    const response = await service.check(envoyRequest('/T/controller/v1/d', {}, { certificate: big }));
+    expect(outcome(response)).to.deep.equal({ grpc: 16, http: 401 });
+    expect(service.log.records.at(-1)?.reason).to.equal('certificate_too_large');
   });
 
   it('denies binary junk in Authorization and certificate', async () => {
@@ -76,7 +91,7 @@ tenants:
 
   it('answers a message of several megabytes with a deny, not an RPC error', async () => {
     const response = await service.check(envoyRequest('/T/controller/v1/d', { 'x-big': 'b'.repeat(6 * 1024 * 1024) }));
-    expect(outcome(response)).to.deep.equal({ grpc: 16, http: 401 });
+    expect(outcome(response)).to.deep.equal({ grpc: 7, http: 403 });
   });
 
   it('survives undecodable bytes on the wire', async () => {
@@ -104,5 +119,38 @@ tenants:
     }
     expect(failure?.code).to.equal(grpc.status.DEADLINE_EXCEEDED);
     await allowedStill();
+  });
+});
+
+describe('configured request limits', () => {
+  it('apply the configured header and chain bounds', async () => {
+    const service = await startService(`
+limits: { maxHeaderBytes: 2048, maxHeaderCount: 10, maxChainCertificates: 2 }
+ddi: { certificate: { trustXfcc: true } }
+tenants:
+  T:
+    config: { authentication.targettoken.enabled: true, authentication.header.enabled: true, authentication.header.authority: "00000000" }
+    targets:
+      d: { securityToken: "${TOKEN}" }
+`);
+    try {
+      const fits = await service.check(envoyRequest('/T/controller/v1/d', { authorization: `TargetToken ${TOKEN}`, 'x-pad': 'p'.repeat(1500) }));
+      expect(outcome(fits).grpc).to.equal(0);
+      const tooLarge = await service.check(envoyRequest('/T/controller/v1/d', { authorization: `TargetToken ${TOKEN}`, 'x-pad': 'p'.repeat(2100) }));
+      expect(outcome(tooLarge)).to.deep.equal({ grpc: 7, http: 403 });
+      const headers: Record<string, string> = { authorization: `TargetToken ${TOKEN}` };
+      for (let i = 0; i < 10; i++) {
+        headers[`x-h-${i}`] = 'v';
+      }
+      const tooMany = await service.check(envoyRequest('/T/controller/v1/d', headers));
+      expect(outcome(tooMany)).to.deep.equal({ grpc: 7, http: 403 });
+
+      const block = '-----BEGIN%20CERTIFICATE-----%0AAAAA%0A-----END%20CERTIFICATE-----%0A';
+      const longChain = await service.check(envoyRequest('/T/controller/v1/d', { 'x-forwarded-client-cert': `Hash=00;Chain="${block.repeat(3)}"` }));
+      expect(outcome(longChain).grpc).to.equal(16);
+      expect(service.log.records.at(-1)?.reason).to.equal('chain_too_long');
+    } finally {
+      await service.stop();
+    }
   });
 });

@@ -1,5 +1,5 @@
 import type { Authenticator, AuthContext, MethodResult } from './authenticator.js';
-import type { CertificateMethodConfig } from '../config/schema.js';
+import type { CertificateMethodConfig, RequestLimits } from '../config/schema.js';
 import { AddressSet } from '../net/cidr.js';
 import type { TenantSettings } from '../store/store.js';
 import { parseAuthorityList } from '../store/tenant-settings.js';
@@ -33,7 +33,11 @@ export class CertificateAuthenticator implements Authenticator {
   /** Fingerprints of the verified CAs above a leaf, by leaf and chain fingerprints; bounded like the certificate cache. */
   readonly #paths = new Map<string, readonly string[]>();
 
-  constructor(private readonly config: CertificateMethodConfig, private readonly cacheEntries = 10_000) {
+  constructor(
+    private readonly config: CertificateMethodConfig,
+    private readonly limits: Pick<RequestLimits, 'maxCertificateBytes' | 'maxChainCertificates'>,
+    private readonly cacheEntries = 10_000,
+  ) {
     this.#trustedProxies = new AddressSet(config.trustedProxies);
     this.#cache = new CertificateCache(cacheEntries);
   }
@@ -132,8 +136,17 @@ export class CertificateAuthenticator implements Authenticator {
         // A forged XFCC header without trust is a failed credential, not an absent one.
         return xfccValues.length > 0 ? { outcome: 'failure', reason: 'xfcc_untrusted' } : { outcome: 'absent' };
       }
-      const xfccChain = element ? this.xfccChain(element) : [];
       const encodedCert = element?.get('cert')?.[0];
+      if (peer.length > this.limits.maxCertificateBytes || (encodedCert?.length ?? 0) > this.limits.maxCertificateBytes) {
+        return { outcome: 'failure', reason: 'certificate_too_large' };
+      }
+      // Bounded before parsing, so an attacker's long chain costs no signature checks.
+      const encodedChain = element?.get('chain')?.[0] ?? '';
+      const chainBlocks = encodedChain.split('BEGIN%20CERTIFICATE').length - 1;
+      if (chainBlocks > this.limits.maxChainCertificates || encodedChain.length > this.limits.maxCertificateBytes * this.limits.maxChainCertificates) {
+        return { outcome: 'failure', reason: 'chain_too_long' };
+      }
+      const xfccChain = element ? this.xfccChain(element) : [];
       const xfccLeaf = encodedCert !== undefined ? this.#cache.parseEnvoyCertificate(encodedCert) : xfccChain[0];
 
       if (peer !== '') {
@@ -172,7 +185,10 @@ export class CertificateAuthenticator implements Authenticator {
 
   private xfccChain(element: XfccElement): ParsedCertificate[] {
     const encoded = element.get('chain')?.[0];
-    return encoded === undefined ? [] : this.#cache.parseEnvoyChain(encoded);
+    if (encoded === undefined) {
+      return [];
+    }
+    return this.#cache.parseEnvoyChain(encoded);
   }
 
   private proxyHeadersApply(context: AuthContext): boolean {

@@ -31,6 +31,8 @@ export const DENY_REASONS = [
   'xfcc_malformed',
   'xfcc_multiple_elements',
   'proxy_headers_invalid',
+  'certificate_too_large',
+  'chain_too_long',
   // request shape (HTTP 403)
   'request_too_large',
   // cannot decide (HTTP 503)

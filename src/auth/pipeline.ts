@@ -4,6 +4,7 @@ import { deny, type Decision, type DenyDecision, type DenyReason } from './decis
 import type { AuthRequest } from './request.js';
 import { parseDdiPath } from '../ddi/path.js';
 import { StoreUnavailableError, type TenantStore } from '../store/store.js';
+import type { RequestLimits } from '../config/schema.js';
 
 /**
  * Decides one request: DDI path, then tenant settings, then the methods in
@@ -15,9 +16,15 @@ export class AuthPipeline {
   constructor(
     private readonly store: TenantStore,
     private readonly authenticators: readonly Authenticator[],
+    private readonly limits: Pick<RequestLimits, 'maxHeaderBytes' | 'maxHeaderCount'>,
   ) {}
 
   async decide(request: AuthRequest): Promise<Decision> {
+    // 0. Oversized requests are denied before any parsing.
+    if (request.headerBytes > this.limits.maxHeaderBytes || request.headerCount > this.limits.maxHeaderCount) {
+      return deny('request_too_large');
+    }
+
     // 1. The path names tenant and controller id; anything else is denied before any lookup.
     const parsed = parseDdiPath(request.path);
     if (!parsed.ok) {

@@ -14,6 +14,10 @@ export interface AuthRequest {
   sourceAddress: string | undefined;
   /** `source.certificate`: the URL-encoded PEM of the verified peer leaf, or empty. */
   peerCertificate: string;
+  /** Sum of header name and value lengths, for the request limits. */
+  headerBytes: number;
+  /** Number of header entries as Envoy sent them. */
+  headerCount: number;
 }
 
 /**

@@ -68,7 +68,7 @@ export function parseConfig(text: string, source: string, options: LoadOptions =
 
 function readConfig(reader: ConfigReader, document: unknown, source: string): ServiceConfig {
   const root = reader.section(document, '', [
-    'grpc', 'http', 'mode', 'log', 'metrics', 'reload', 'ddi', 'upstream', 'store', 'tokenDigestKey', 'cache', 'shutdown', 'tenants',
+    'grpc', 'http', 'mode', 'log', 'metrics', 'limits', 'reload', 'ddi', 'upstream', 'store', 'tokenDigestKey', 'cache', 'shutdown', 'tenants',
   ]);
 
   const grpc = reader.section(root.grpc, 'grpc', ['address', 'tls', 'maxReceiveMessageBytes', 'maxConcurrentStreams', 'keepaliveTimeMs', 'keepaliveTimeoutMs']);
@@ -96,7 +96,14 @@ function readConfig(reader: ConfigReader, document: unknown, source: string): Se
   const identity = reader.section(upstream.identityHeaders, 'upstream.identityHeaders', ['tenant', 'controllerId', 'authMethod']);
   const headerAuth = reader.section(upstream.hawkbitHeaderAuth, 'upstream.hawkbitHeaderAuth', ['enabled', 'controllerIdHeader', 'authorityHeader', 'authority']);
 
+  const limits = reader.section(root.limits, 'limits', ['maxHeaderBytes', 'maxHeaderCount', 'maxCertificateBytes', 'maxChainCertificates']);
   const config: ServiceConfig = {
+    limits: {
+      maxHeaderBytes: reader.integer(limits.maxHeaderBytes, 'limits.maxHeaderBytes', 96 * 1024, 1024),
+      maxHeaderCount: reader.integer(limits.maxHeaderCount, 'limits.maxHeaderCount', 200, 8),
+      maxCertificateBytes: reader.integer(limits.maxCertificateBytes, 'limits.maxCertificateBytes', 16 * 1024, 1024, 64 * 1024),
+      maxChainCertificates: reader.integer(limits.maxChainCertificates, 'limits.maxChainCertificates', 8, 1, 16),
+    },
     grpc: {
       address: grpcAddress,
       tls: readGrpcTls(reader, grpc.tls),

@@ -94,7 +94,20 @@ export interface GrpcConfig {
   keepaliveTimeoutMs: number;
 }
 
+/** Bounds on what one request may carry; each breach is a clean deny with its own reason code. */
+export interface RequestLimits {
+  /** Sum of header name and value lengths, in bytes. */
+  maxHeaderBytes: number;
+  /** Number of header lines (header_map entries, or map entries). */
+  maxHeaderCount: number;
+  /** Length of one encoded certificate (`source.certificate`, XFCC `Cert`), in characters. */
+  maxCertificateBytes: number;
+  /** Certificates in a forwarded chain, leaf included. */
+  maxChainCertificates: number;
+}
+
 export interface ServiceConfig {
+  limits: RequestLimits;
   grpc: GrpcConfig;
   http: { address: string };
   mode: Mode;

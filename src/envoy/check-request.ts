@@ -12,14 +12,21 @@ export function toAuthRequest(message: CheckRequestMessage): AuthRequest {
   const attributes = message.attributes ?? {};
   const http = attributes.request?.http ?? {};
   const headers = new RequestHeaders();
+  let headerBytes = 0;
+  let headerCount = 0;
 
   for (const [name, value] of Object.entries(http.headers ?? {})) {
     headers.add(name, value);
+    headerBytes += name.length + value.length;
+    headerCount++;
   }
   for (const entry of http.header_map?.headers ?? []) {
     const raw = entry.raw_value;
     const value = raw && raw.length > 0 ? Buffer.from(raw).toString('latin1') : (entry.value ?? '');
-    headers.add(entry.key ?? '', value);
+    const name = entry.key ?? '';
+    headers.add(name, value);
+    headerBytes += name.length + value.length;
+    headerCount++;
   }
 
   const socket = attributes.source?.address?.socket_address;
@@ -30,5 +37,7 @@ export function toAuthRequest(message: CheckRequestMessage): AuthRequest {
     headers,
     sourceAddress: socket?.address ? normalizeIp(socket.address) : undefined,
     peerCertificate: attributes.source?.certificate ?? '',
+    headerBytes,
+    headerCount,
   };
 }
