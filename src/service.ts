@@ -75,6 +75,9 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
   let store = await createStore(config, digester, logger);
   const metrics = config.metrics.enabled ? new Metrics({ version: packageVersion(), tenantLabel: config.metrics.tenantLabel }) : undefined;
   let runtime = createRuntime(config, store, digester, metrics);
+  for (const name of Object.keys(store.cacheStats?.() ?? {})) {
+    metrics?.addCache(name, () => store.cacheStats?.()[name] ?? { hits: 0, misses: 0 });
+  }
 
   let draining = false;
   const health = new HealthService(['', AUTHORIZATION_SERVICE_NAME]);

@@ -37,6 +37,8 @@ export interface TenantStore {
   getTarget(tenantKey: string, controllerId: string): Promise<TargetCredentials | undefined>;
   /** Current health; the service reports NOT_SERVING while this is `not_serving`. */
   health(): StoreHealth;
+  /** Hits and misses of each in-process cache, by cache name; absent when the store has no cache. */
+  cacheStats?(): Record<string, { hits: number; misses: number }>;
   /** Registers a listener for health changes. */
   onHealthChange(listener: (health: StoreHealth) => void): void;
   close(): Promise<void>;
