@@ -28,6 +28,12 @@ describe('command line', () => {
     expect(version.stdout.trim()).to.equal(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version);
   });
 
+  it('prints a command\'s own help without reading the configuration', () => {
+    const result = runCli(['--config', '/nonexistent/config.yaml', 'target', '--help']);
+    expect(result.status).to.equal(0);
+    expect(result.stdout).to.match(/hawkbit-ext-authz target rotate TENANT CONTROLLER_ID/);
+  });
+
   it('rejects an unknown command with exit 2', () => {
     const result = runCli(['frobnicate']);
     expect(result.status).to.equal(2);

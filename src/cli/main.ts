@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../config/errors.js';
-import { loadConfigFile } from '../config/load.js';
+import { loadConfigFile, parseConfig } from '../config/load.js';
 import type { ServiceConfig } from '../config/schema.js';
 import { checkCommand } from './check.js';
 import { resolveConfigPath } from './config-path.js';
@@ -88,12 +88,14 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       io.err.write(`error: unknown command "${command}"; run hawkbit-ext-authz --help for the list\n`);
       return EXIT_ERROR;
     }
-    if (args.includes('--help') && command !== 'check') {
+    if (command === 'serve' && (args.includes('--help') || args.includes('-h'))) {
       io.out.write(USAGE);
       return EXIT_OK;
     }
+    // Help needs no configuration, so a broken file does not hide it.
+    const wantsHelp = args.includes('--help') || args.includes('-h');
     const { path } = resolveConfigPath(configFlag, io.env);
-    const config = loadConfigFile(path, { env: io.env });
+    const config = wantsHelp ? parseConfig('', path) : loadConfigFile(path, { env: io.env });
     return await run(args, config, io);
   } catch (error) {
     if (error instanceof ConfigError || error instanceof UsageError) {
