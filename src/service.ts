@@ -14,6 +14,9 @@ import { HealthHttpServer } from './http/health-server.js';
 import { createLogger, logDestination, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { restartOnlyChanges } from './reload.js';
+import { findIssuerHashConflicts } from './auth/issuer-conflicts.js';
+import { parseAuthorityList } from './store/tenant-settings.js';
+import { TENANT_CONFIG_KEYS } from './config/load.js';
 import { createStore, MemoryStore, TokenDigester, type TenantStore } from './store/index.js';
 import { packageVersion } from './version.js';
 
@@ -75,6 +78,7 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
   let store = await createStore(config, digester, logger);
   const metrics = config.metrics.enabled ? new Metrics({ version: packageVersion(), tenantLabel: config.metrics.tenantLabel }) : undefined;
   let runtime = createRuntime(config, store, digester, metrics);
+  reportIssuerHashConflicts(config, logger, metrics);
   for (const name of Object.keys(store.cacheStats?.() ?? {})) {
     metrics?.addCache(name, () => store.cacheStats?.()[name] ?? { hits: 0, misses: 0 });
   }
@@ -125,6 +129,7 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
       nextStore = new MemoryStore(applied.tenants, digester);
     }
     runtime = createRuntime(applied, nextStore, digester, metrics);
+    reportIssuerHashConflicts(applied, logger, metrics);
     store = nextStore;
     config = applied;
     logger.level = applied.log.level;
@@ -150,6 +155,23 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
   };
 
   return { grpcAddress, httpAddress, logger, get store() { return store; }, metrics, config: () => config, reload, stop };
+}
+
+/**
+ * Warns about tenants that trust one issuer hash from different CA keys in the
+ * configuration file's tenants (the embedded store). The Redis store's admin
+ * command `cert pin` runs the same check when it writes.
+ */
+function reportIssuerHashConflicts(config: ServiceConfig, logger: Logger, metrics: Metrics | undefined): void {
+  const tenants = Object.entries(config.tenants).map(([name, entry]) => {
+    const authority = entry.config[TENANT_CONFIG_KEYS.headerAuthority];
+    return { name, headerAuthority: typeof authority === 'string' ? parseAuthorityList(authority) : [], pinnedCaPems: entry.caCertificates };
+  });
+  const conflicts = findIssuerHashConflicts(tenants);
+  metrics?.setIssuerHashConflicts(conflicts.length);
+  for (const conflict of conflicts) {
+    logger.warn(conflict, 'two tenants trust the same issuer hash from different CA keys; pin distinct CA names or check the authority lists');
+  }
 }
 
 /**

@@ -3,10 +3,12 @@ import type { CertificateMethodConfig, RequestLimits } from '../config/schema.js
 import { AddressSet } from '../net/cidr.js';
 import type { TenantSettings } from '../store/store.js';
 import { parseAuthorityList } from '../store/tenant-settings.js';
+import { pinnedPathProblem } from './pinned-ca.js';
 import {
   buildIssuingPath,
   CertificateCache,
   CertificateError,
+  parseCertificate,
   parseXfcc,
   XfccError,
   type ParsedCertificate,
@@ -32,6 +34,8 @@ export class CertificateAuthenticator implements Authenticator {
   readonly #cache: CertificateCache;
   /** Fingerprints of the verified CAs above a leaf, by leaf and chain fingerprints; bounded like the certificate cache. */
   readonly #paths = new Map<string, readonly string[]>();
+  /** Parsed pinned CAs by PEM text. */
+  readonly #pinned = new Map<string, ParsedCertificate>();
 
   constructor(
     private readonly config: CertificateMethodConfig,
@@ -70,6 +74,9 @@ export class CertificateAuthenticator implements Authenticator {
     }
     const { leaf, chain } = source;
 
+    if (context.tenant.revokedCertificates.has(leaf.sha256)) {
+      return { outcome: 'failure', reason: 'certificate_revoked' };
+    }
     const names = leaf.subjectCommonNames;
     if (names.length === 0) {
       return { outcome: 'failure', reason: 'cn_missing' };
@@ -80,9 +87,35 @@ export class CertificateAuthenticator implements Authenticator {
     if (names[0] !== context.target.controllerId) {
       return { outcome: 'failure', reason: 'cn_mismatch' };
     }
-    return this.isTrusted(leaf, chain, context.tenant.headerAuthority)
-      ? { outcome: 'success' }
-      : { outcome: 'failure', reason: 'issuer_not_trusted' };
+    if (!this.isTrusted(leaf, chain, context.tenant.headerAuthority)) {
+      return { outcome: 'failure', reason: 'issuer_not_trusted' };
+    }
+    // With pinned CAs the name hash only selects candidates; the signature decides.
+    if (context.tenant.pinnedCaPems.length > 0) {
+      const pinned = context.tenant.pinnedCaPems.map((pem) => this.pinnedCa(pem));
+      const problem = pinnedPathProblem(leaf, [leaf, ...this.verifiedPath(leaf, chain)], pinned, Date.now());
+      if (problem) {
+        return { outcome: 'failure', reason: problem };
+      }
+    }
+    return { outcome: 'success' };
+  }
+
+  /** Parses a pinned CA once per PEM text; pinned CAs were validated when stored. */
+  private pinnedCa(pem: string): ParsedCertificate {
+    let parsed = this.#pinned.get(pem);
+    if (!parsed) {
+      parsed = parseCertificate(pem);
+      if (this.#pinned.size >= this.cacheEntries) {
+        this.#pinned.delete(this.#pinned.keys().next().value as string);
+      }
+      this.#pinned.set(pem, parsed);
+    }
+    return parsed;
+  }
+
+  private verifiedPath(leaf: ParsedCertificate, chain: readonly ParsedCertificate[]): ParsedCertificate[] {
+    return chain.length === 0 ? [] : buildIssuingPath(leaf, [...chain]);
   }
 
   /** Trusted when the issuer hash, or a verified CA's fingerprint, is in the tenant's list. */

@@ -32,6 +32,11 @@ export const DENY_REASONS = [
   'xfcc_multiple_elements',
   'proxy_headers_invalid',
   'certificate_too_large',
+  'certificate_revoked',
+  'certificate_expired',
+  'certificate_not_yet_valid',
+  'certificate_usage_invalid',
+  'ca_not_pinned',
   'chain_too_long',
   // request shape (HTTP 403)
   'request_too_large',

@@ -22,6 +22,7 @@ Commands:
   tenant set|show|list|remove ...   manage tenants in the Redis store
   target add|rotate|remove|list ... manage device tokens in the Redis store
   import FILE                load the tenants: section of a file into the Redis store
+  cert pin|unpin|revoke|unrevoke|list ...  pinned CAs and revoked device certificates in the Redis store
 
 Options:
   --config FILE   configuration file; default: $HAWKBIT_EXT_AUTHZ_CONFIG, else the bundled example
@@ -33,7 +34,7 @@ type ConfiguredCommand = (args: string[], config: ServiceConfig, io: CliIo) => P
 
 /** Admin commands load on use, so `serve` never loads the Redis client it may not need. */
 const adminCommand =
-  (name: 'tenantCommand' | 'targetCommand' | 'importCommand'): ConfiguredCommand =>
+  (name: 'tenantCommand' | 'targetCommand' | 'importCommand' | 'certCommand'): ConfiguredCommand =>
   async (args, config, io) => {
     const admin = await import('./admin/index.js');
     return admin[name](args, config, io);
@@ -45,6 +46,7 @@ const CONFIGURED_COMMANDS: Record<string, ConfiguredCommand> = {
   tenant: adminCommand('tenantCommand'),
   target: adminCommand('targetCommand'),
   import: adminCommand('importCommand'),
+  cert: adminCommand('certCommand'),
 };
 
 /** Runs the CLI with the given arguments (without `node` and the script) and returns the exit code. */

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import yaml from 'js-yaml';
@@ -271,10 +272,66 @@ function readTenants(reader: ConfigReader, value: unknown): Record<string, Tenan
       continue;
     }
     seen.set(name.toUpperCase(), name);
-    const tenant = reader.section(raw, key, ['config', 'targets']);
-    result[name] = { config: readTenantConfig(reader, tenant.config, `${key}.config`), targets: readTargets(reader, tenant.targets, `${key}.targets`) };
+    const tenant = reader.section(raw, key, ['config', 'targets', 'caCertificates', 'revokedCertificates']);
+    result[name] = {
+      config: readTenantConfig(reader, tenant.config, `${key}.config`),
+      targets: readTargets(reader, tenant.targets, `${key}.targets`),
+      caCertificates: readCaCertificates(reader, tenant.caCertificates, `${key}.caCertificates`),
+      revokedCertificates: readFingerprints(reader, tenant.revokedCertificates, `${key}.revokedCertificates`),
+    };
   }
   return result;
+}
+
+/**
+ * Pinned CAs: a PEM bundle as a string or `{ file: PATH }`. Each block must
+ * be a CA certificate, because device certificates are verified against it.
+ */
+function readCaCertificates(reader: ConfigReader, value: unknown, key: string): string[] {
+  const bundle = reader.secret(value, key);
+  if (bundle === undefined) {
+    return [];
+  }
+  const blocks = bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) {
+    reader.fail(key, 'expected PEM certificates ("-----BEGIN CERTIFICATE-----"); give the CA bundle or { file: PATH }');
+    return [];
+  }
+  const pems: string[] = [];
+  blocks.forEach((block, index) => {
+    const problem = caCertificateProblem(block);
+    if (problem) {
+      reader.fail(`${key}[${index}]`, problem);
+    } else {
+      pems.push(`${block}\n`);
+    }
+  });
+  return pems;
+}
+
+/** Returns why a PEM block cannot be pinned as a CA, or undefined when it can. */
+export function caCertificateProblem(pem: string): string | undefined {
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(pem);
+  } catch (error) {
+    return `not a readable certificate (${(error as Error).message})`;
+  }
+  if (!certificate.ca) {
+    return `${certificate.subject.replace(/\n/g, ', ')} is not a CA certificate (basicConstraints cA is not true)`;
+  }
+  return undefined;
+}
+
+function readFingerprints(reader: ConfigReader, value: unknown, key: string): string[] {
+  return reader.stringList(value, key).flatMap((entry, index) => {
+    const fingerprint = entry.trim().toLowerCase().replace(/:/g, '');
+    if (!/^[0-9a-f]{64}$/.test(fingerprint)) {
+      reader.fail(`${key}[${index}]`, 'expected a SHA-256 fingerprint: 64 hex digits, colons allowed (openssl x509 -fingerprint -sha256 -noout)');
+      return [];
+    }
+    return [fingerprint];
+  });
 }
 
 /** Returns a problem with a tenant name, or undefined when it is valid. */

@@ -65,6 +65,10 @@ export interface TenantEntry {
   /** hawkBit's tenant configuration keys, as hawkBit names them. */
   config: Record<string, string | boolean>;
   targets: Record<string, TargetEntry>;
+  /** Pinned CA certificates, one PEM block each. */
+  caCertificates: string[];
+  /** SHA-256 fingerprints of revoked device certificates, lower-case hex. */
+  revokedCertificates: string[];
 }
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';

@@ -26,6 +26,7 @@ export class Metrics {
   readonly #duration: Histogram<'result'>;
   readonly #storeErrors: Counter<'operation'>;
   readonly #cacheSources = new Map<string, () => CacheStats>();
+  readonly #issuerHashConflicts: Gauge;
 
   constructor(private readonly options: MetricsOptions) {
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
@@ -57,6 +58,12 @@ export class Metrics {
       registers: [this.registry],
     });
 
+    this.#issuerHashConflicts = new Gauge({
+      name: `${PREFIX}issuer_hash_conflicts`,
+      help: 'Pairs of tenants that trust the same issuer hash from different pinned CA keys.',
+      registers: [this.registry],
+    });
+
     const sources = this.#cacheSources;
     new Counter({
       name: `${PREFIX}cache_requests_total`,
@@ -77,6 +84,10 @@ export class Metrics {
   /** Registers a cache whose counters are read at scrape time; a later registration of the same name replaces it. */
   addCache(name: string, read: () => CacheStats): void {
     this.#cacheSources.set(name, read);
+  }
+
+  setIssuerHashConflicts(count: number): void {
+    this.#issuerHashConflicts.set(count);
   }
 
   recordDecision(decision: Decision, durationSeconds: number, audit: boolean): void {

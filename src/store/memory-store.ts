@@ -18,7 +18,10 @@ export class MemoryStore implements TenantStore {
       const key = tenantKey(name);
       const gatewayKey = entry.config[TENANT_CONFIG_KEYS.gatewayTokenKey];
       const gatewayKeyDigest = typeof gatewayKey === 'string' && gatewayKey !== '' ? digester.digest(gatewayKey) : undefined;
-      this.#tenants.set(key, tenantSettingsFrom(name, entry.config, gatewayKeyDigest));
+      this.#tenants.set(
+        key,
+        tenantSettingsFrom(name, entry.config, gatewayKeyDigest, { pinnedCaPems: entry.caCertificates, revoked: entry.revokedCertificates }),
+      );
 
       const targets = new Map<string, TargetCredentials>();
       for (const [controllerId, target] of Object.entries(entry.targets)) {

@@ -18,6 +18,12 @@ export const TENANT_NAME_FIELD = 'name';
  */
 export const GATEWAY_KEY_DIGEST_FIELD = `${TENANT_CONFIG_KEYS.gatewayTokenKey}.digest`;
 
+/** Prefix of tenant hash fields `ca:<sha256>` whose value is a pinned CA certificate, PEM. */
+export const PINNED_CA_FIELD_PREFIX = 'ca:';
+
+/** Prefix of tenant hash fields `revoked:<sha256>` whose value is the time of revocation (ISO 8601). */
+export const REVOKED_FIELD_PREFIX = 'revoked:';
+
 /** hawkBit keys stored in a tenant hash as they are, with "true"/"false" for flags. */
 export const PLAIN_TENANT_FIELDS: readonly string[] = [
   TENANT_CONFIG_KEYS.targetTokenEnabled,

@@ -23,6 +23,7 @@ import {
 import { StoreUnavailableError } from './store.js';
 import type { StoreHealth, TargetCredentials, TenantSettings, TenantStore } from './store.js';
 import { tenantSettingsFrom } from './tenant-settings.js';
+import { PINNED_CA_FIELD_PREFIX, REVOKED_FIELD_PREFIX } from './redis-layout.js';
 import type { TokenDigester } from './token-digest.js';
 
 /**
@@ -286,7 +287,17 @@ export class RedisStore implements TenantStore {
     const name = hash[TENANT_NAME_FIELD] ?? tenantKey;
     const digestHex = hash[GATEWAY_KEY_DIGEST_FIELD];
     const gatewayKeyDigest = digestHex === undefined ? undefined : this.#parseDigest(digestHex, { tenant: tenantKey, field: GATEWAY_KEY_DIGEST_FIELD });
-    return tenantSettingsFrom(name, hash, gatewayKeyDigest);
+    // Pinned CAs and revocations live in the same hash, so one lookup and one invalidation cover them.
+    const pinnedCaPems: string[] = [];
+    const revoked: string[] = [];
+    for (const [field, value] of Object.entries(hash)) {
+      if (field.startsWith(PINNED_CA_FIELD_PREFIX)) {
+        pinnedCaPems.push(value);
+      } else if (field.startsWith(REVOKED_FIELD_PREFIX)) {
+        revoked.push(field.slice(REVOKED_FIELD_PREFIX.length));
+      }
+    }
+    return tenantSettingsFrom(name, hash, gatewayKeyDigest, { pinnedCaPems, revoked });
   }
 
   /** Turns a stored hex digest into bytes; "" means no secret, and a malformed value is logged and matches nothing. */

@@ -21,6 +21,13 @@ export interface TenantSettings {
    * lower-cased and stripped of colons; empty entries dropped.
    */
   headerAuthority: readonly string[];
+  /**
+   * PEM certificates of the CAs the tenant pins. When any are set, a device
+   * certificate must also verify up to one of them by signature.
+   */
+  pinnedCaPems: readonly string[];
+  /** Lower-case hex SHA-256 fingerprints of revoked device certificates. */
+  revokedCertificates: ReadonlySet<string>;
 }
 
 export interface TargetCredentials {

@@ -13,6 +13,11 @@ export function parseAuthorityList(value: string): string[] {
     .filter((entry) => entry !== '');
 }
 
+/** Lower-case hex without colons, the form fingerprints are compared in. */
+export function normalizeFingerprint(fingerprint: string): string {
+  return fingerprint.trim().toLowerCase().replace(/:/g, '');
+}
+
 function flag(value: string | boolean | undefined): boolean {
   return value === true || (typeof value === 'string' && value.toLowerCase() === 'true');
 }
@@ -26,9 +31,12 @@ export function tenantSettingsFrom(
   name: string,
   config: Readonly<Record<string, string | boolean | undefined>>,
   gatewayKeyDigest: Buffer | undefined,
+  certificates: { pinnedCaPems?: readonly string[]; revoked?: Iterable<string> } = {},
 ): TenantSettings {
   const authority = config[TENANT_CONFIG_KEYS.headerAuthority];
   return {
+    pinnedCaPems: certificates.pinnedCaPems ?? [],
+    revokedCertificates: new Set([...(certificates.revoked ?? [])].map((fingerprint) => normalizeFingerprint(fingerprint))),
     name,
     targetTokenEnabled: flag(config[TENANT_CONFIG_KEYS.targetTokenEnabled]),
     gatewayTokenEnabled: flag(config[TENANT_CONFIG_KEYS.gatewayTokenEnabled]),

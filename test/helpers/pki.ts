@@ -76,6 +76,10 @@ export interface RawNamesOptions {
   signer?: TestCertificate;
   /** Adds basicConstraints cA=TRUE. Default false. */
   ca?: boolean;
+  /** Start of the validity period. Default one minute ago. */
+  notBefore?: Date;
+  /** End of the validity period. Default two days from now. */
+  notAfter?: Date;
 }
 
 const OPENSSL_MISSING =
@@ -179,7 +183,7 @@ export class TestPki {
       der(0x02, Buffer.concat([Buffer.from([0x01]), randomBytes(8)])),
       ecdsaWithSha256,
       issuerName,
-      der(0x30, utcTime(new Date(now - 60_000)), utcTime(new Date(now + 2 * 86_400_000))),
+      der(0x30, utcTime(options.notBefore ?? new Date(now - 60_000)), utcTime(options.notAfter ?? new Date(now + 2 * 86_400_000))),
       options.subjectName,
       publicKey.export({ type: 'spki', format: 'der' }),
       ...extensions,

@@ -6,3 +6,4 @@
 export { tenantCommand, TENANT_USAGE } from './tenant-command.js';
 export { targetCommand, TARGET_USAGE } from './target-command.js';
 export { importCommand, IMPORT_USAGE } from './import-command.js';
+export { certCommand, CERT_USAGE } from './cert-command.js';
