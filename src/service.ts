@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Authenticator } from './auth/authenticator.js';
 import { CertificateAuthenticator } from './auth/certificate.js';
+import { FailureLimiter, type FailureCountStore } from './auth/failure-limiter.js';
 import { GatewayTokenAuthenticator } from './auth/gateway-token.js';
 import { AuthPipeline } from './auth/pipeline.js';
 import { TargetTokenAuthenticator } from './auth/target-token.js';
@@ -57,12 +58,27 @@ export function createAuthenticators(config: ServiceConfig, digester: TokenDiges
   ];
 }
 
-function createRuntime(config: ServiceConfig, store: TenantStore, digester: TokenDigester, metrics: Metrics | undefined): CheckRuntime {
+/**
+ * Builds the failure limiter once per service, so reloads keep its counts.
+ * With the Redis store it shares counts through its own Redis connection.
+ */
+async function createFailureLimiter(config: ServiceConfig, logger: Logger): Promise<FailureLimiter> {
+  let shared: FailureCountStore | undefined;
+  if (config.store.type === 'redis') {
+    const { RedisFailureCounts } = await import('./store/redis-failure-counters.js');
+    const counts = new RedisFailureCounts(config.store.redis, logger);
+    await counts.connect();
+    shared = counts;
+  }
+  return new FailureLimiter(config.rateLimit, config.ddi.certificate.trustedProxies, { shared, logger });
+}
+
+function createRuntime(config: ServiceConfig, store: TenantStore, digester: TokenDigester, metrics: Metrics | undefined, limiter: FailureLimiter): CheckRuntime {
   const authenticators = createAuthenticators(config, digester);
   const certificate = authenticators.find((authenticator) => authenticator instanceof CertificateAuthenticator) as CertificateAuthenticator;
   metrics?.addCache('certificate', () => certificate.cacheStats);
   return {
-    pipeline: new AuthPipeline(store, authenticators, config.limits),
+    pipeline: new AuthPipeline(store, authenticators, config.limits, limiter),
     responses: new CheckResponseBuilder(config),
     mode: config.mode,
     allowLevel: config.log.allowLevel,
@@ -77,7 +93,8 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
   const digester = new TokenDigester(config.tokenDigestKey);
   let store = await createStore(config, digester, logger);
   const metrics = config.metrics.enabled ? new Metrics({ version: packageVersion(), tenantLabel: config.metrics.tenantLabel }) : undefined;
-  let runtime = createRuntime(config, store, digester, metrics);
+  const limiter = await createFailureLimiter(config, logger);
+  let runtime = createRuntime(config, store, digester, metrics, limiter);
   reportIssuerHashConflicts(config, logger, metrics);
   for (const name of Object.keys(store.cacheStats?.() ?? {})) {
     metrics?.addCache(name, () => store.cacheStats?.()[name] ?? { hits: 0, misses: 0 });
@@ -99,6 +116,7 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
   try {
     grpcPort = await bind(server, grpcListen, config.grpc.tls);
   } catch (error) {
+    await limiter.close();
     await store.close();
     throw error;
   }
@@ -108,6 +126,7 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
     httpPort = (await http.listen(httpListen)).port;
   } catch (error) {
     server.forceShutdown();
+    await limiter.close();
     await store.close();
     throw new Error(`cannot listen on http.address ${config.http.address}: ${(error as Error).message}`);
   }
@@ -128,7 +147,8 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
     if (applied.store.type === 'memory') {
       nextStore = new MemoryStore(applied.tenants, digester);
     }
-    runtime = createRuntime(applied, nextStore, digester, metrics);
+    limiter.configure(applied.rateLimit, applied.ddi.certificate.trustedProxies);
+    runtime = createRuntime(applied, nextStore, digester, metrics, limiter);
     reportIssuerHashConflicts(applied, logger, metrics);
     store = nextStore;
     config = applied;
@@ -148,6 +168,7 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
       health.endWatches();
       await shutdown(server, timeoutMs, logger);
       await http.close();
+      await limiter.close();
       await store.close();
       logger.info('service stopped');
     })();

@@ -5,10 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodePemLikeEnvoy, xfccElementLikeEnvoy } from '../src/envoy/envoy-encoding.js';
 import { envoyRequest, outcome, startService, type RunningService } from './helpers/service.js';
-import { derName, TestPki, type TestCertificate } from './helpers/pki.js';
+import { derName, reencodeEcdsaSignature, TestPki, type TestCertificate } from './helpers/pki.js';
 import { runCliAsync, startServe, type ServeProcess } from './helpers/cli.js';
 import { RedisServer, redisConfigText } from './helpers/redis-server.js';
 import * as grpc from '@grpc/grpc-js';
+import { parseCertificate } from '../src/x509/index.js';
 import { authorizationService } from '../src/envoy/proto.js';
 import type { CheckResponseMessage } from '../src/envoy/messages.js';
 
@@ -36,6 +37,7 @@ describe('pinned CAs and revocation', function () {
   let notYetValid: TestCertificate;
   let serverOnly: TestCertificate;
   let revoked: TestCertificate;
+  let revokedBySignedPart: TestCertificate;
   let service: RunningService;
 
   before(async () => {
@@ -43,6 +45,7 @@ describe('pinned CAs and revocation', function () {
     ca = pki.rootCa('/O=Fleet/CN=Fleet Device CA');
     device = pki.device(ca, '/CN=device-01');
     revoked = pki.device(ca, '/CN=device-01');
+    revokedBySignedPart = pki.device(ca, '/CN=device-01');
     serverOnly = pki.issue({ subject: '/CN=device-01', issuer: ca, extendedKeyUsage: 'serverAuth' });
     // A CA with the same name as the pinned one but another key, and a device it signed.
     forgedCa = pki.issueWithNames({ subjectName: subjectDer(ca), ca: true });
@@ -59,7 +62,9 @@ tenants:
       authentication.header.enabled: true
       authentication.header.authority: "${pki.opensslIssuerHash(device)}"
     caCertificates: { file: "${caFile}" }
-    revokedCertificates: ["${fingerprint(revoked).toUpperCase().match(/../g)!.join(':')}"]
+    revokedCertificates:
+      - "${fingerprint(revoked).toUpperCase().match(/../g)!.join(':')}"
+      - "${parseCertificate(revokedBySignedPart.pem).tbsSha256}"
   UNPINNED:
     config:
       authentication.header.enabled: true
@@ -107,6 +112,14 @@ tenants:
 
   it('denies a revoked certificate', async () => {
     expect(await check('PINNED', revoked)).to.deep.equal({ grpc: 16, http: 401, reason: 'certificate_revoked' });
+  });
+
+  it('denies a revoked certificate whose signature was re-encoded', async () => {
+    expect(await check('PINNED', revokedBySignedPart)).to.deep.include({ reason: 'certificate_revoked' });
+    const copy = { ...revokedBySignedPart, pem: reencodeEcdsaSignature(revokedBySignedPart.pem) };
+    expect(new X509Certificate(copy.pem).verify(new X509Certificate(ca.pem).publicKey)).to.equal(true);
+    expect(fingerprint(copy)).not.to.equal(fingerprint(revokedBySignedPart));
+    expect(await check('PINNED', copy)).to.deep.equal({ grpc: 16, http: 401, reason: 'certificate_revoked' });
   });
 
   it('verifies through an intermediate from the forwarded chain', async () => {
@@ -228,8 +241,9 @@ describe('cert admin commands on Redis', function () {
     try {
       expect(await check(0)).to.equal(0);
       expect(await check(1)).to.equal(0);
-      const revoked = await admin('cert', 'revoke', 'FLEET', fingerprint(device));
+      const revoked = await admin('cert', 'revoke', 'FLEET', device.certPath);
       expect(revoked.status, revoked.stderr).to.equal(0);
+      expect(revoked.stdout).to.include(`revoked ${parseCertificate(device.pem).tbsSha256}`);
       // The command has written and published when it exits; every replica must follow within a second.
       const revokedAt = Date.now();
       for (const index of [0, 1]) {
@@ -240,7 +254,15 @@ describe('cert admin commands on Redis', function () {
       }
       expect(Date.now() - revokedAt).to.be.lessThan(1000);
       expect(serves[0].records.at(-1)?.reason).to.equal('certificate_revoked');
-      expect((await admin('cert', 'unrevoke', 'FLEET', fingerprint(device))).status).to.equal(0);
+      const copy = reencodeEcdsaSignature(device.pem);
+      const checkCopy = () =>
+        new Promise<number>((resolve, reject) =>
+          clients[1].Check(envoyRequest('/FLEET/controller/v1/device-01', {}, { certificate: encodePemLikeEnvoy(copy) }), (error: Error | null, response: CheckResponseMessage) =>
+            error ? reject(error) : resolve(response.status?.code ?? 0),
+          ),
+        );
+      expect(await checkCopy()).to.equal(16);
+      expect((await admin('cert', 'unrevoke', 'FLEET', parseCertificate(device.pem).tbsSha256)).status).to.equal(0);
       const unrevokedAt = Date.now();
       while ((await check(1)) !== 0) {
         expect(Date.now() - unrevokedAt).to.be.lessThan(1000);

@@ -252,6 +252,48 @@ ${tenants}`);
     });
   });
 
+  describe('through RFC 9440 headers', () => {
+    const sf = (certificate: TestCertificate) => `:${new X509Certificate(certificate.pem).raw.toString('base64')}:`;
+
+    it('allows Client-Cert from a trusted proxy', async () => {
+      const response = await service.check(envoyRequest(path, { 'client-cert': sf(device) }, { source: PROXY }));
+      expect(outcome(response).grpc).to.equal(0);
+      expect(setHeaders(response)['x-ddi-auth-method']).to.equal('certificate');
+      expect(response.ok_response?.headers_to_remove).to.include('client-cert');
+    });
+
+    it('matches a CA fingerprint through Client-Cert-Chain', async () => {
+      const response = await service.check(
+        envoyRequest(path, { 'client-cert': sf(fingerprintDevice), 'client-cert-chain': `${sf(fingerprintIntermediate)}, ${sf(pinnedRoot)}` }, { source: PROXY }),
+      );
+      expect(outcome(response).grpc, String(lastReason(service))).to.equal(0);
+    });
+
+    it('ignores and removes Client-Cert from an untrusted address', async () => {
+      const ignored = await service.check(envoyRequest(path, { 'client-cert': sf(device) }, { source: '192.0.2.77' }));
+      expect(outcome(ignored).grpc).to.equal(16);
+      expect(lastReason(service)).to.equal('no_credentials');
+      const withToken = await service.check(envoyRequest(path, { authorization: `TargetToken ${TOKEN}`, 'client-cert': sf(device), 'client-cert-chain': sf(root) }, { source: '192.0.2.77' }));
+      expect(outcome(withToken).grpc).to.equal(0);
+      expect(setHeaders(withToken)['x-ddi-auth-method']).to.equal('target-token');
+      expect(withToken.ok_response?.headers_to_remove).to.include.members(['client-cert', 'client-cert-chain']);
+    });
+
+    it('denies a malformed Client-Cert', async () => {
+      for (const value of ['not-a-byte-sequence', ':!!!:', `${sf(device)}, ${sf(device)}`]) {
+        const response = await service.check(envoyRequest(path, { 'client-cert': value }, { source: PROXY }));
+        expect(outcome(response).grpc, value.slice(0, 20)).to.equal(16);
+        expect(lastReason(service)).to.equal('client_cert_malformed');
+      }
+    });
+
+    it('denies a Client-Cert whose CN differs from the path', async () => {
+      const response = await service.check(envoyRequest('/DEFAULT/controller/v1/device-02', { 'client-cert': sf(device) }, { source: PROXY }));
+      expect(outcome(response).grpc).to.equal(16);
+      expect(lastReason(service)).to.equal('cn_mismatch');
+    });
+  });
+
   it('authenticates with check --cert and --chain', async () => {
     const allowed = await runCliAsync(['check', '--address', xfccService.handle.grpcAddress, '--path', path, '--cert', device.certPath]);
     expect(allowed.status, allowed.stdout + allowed.stderr).to.equal(0);

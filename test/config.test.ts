@@ -97,3 +97,16 @@ describe('configuration loader', () => {
     expect(Object.keys(config.tenants.BIG.targets)).to.have.length(100_000);
   });
 });
+
+describe('configuration errors', () => {
+  it('never quote the file in a YAML syntax error', () => {
+    let message = '';
+    try {
+      parseConfig('tokenDigestKey: S3CR3T-HMAC-KEY\nbad: "unterminated\n', '/tmp/secret.yaml');
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).to.match(/not valid YAML at line \d+, column \d+/);
+    expect(message).not.to.include('S3CR3T');
+  });
+});

@@ -49,8 +49,8 @@ describe('Redis connection options', function () {
       await client.sendCommand(['ACL', 'SETUSER', 'hbx-admin', 'on', '>admin-pass', 'resetkeys', '~acl:*', 'resetchannels', '&acl:*',
         '-@all', '+get', '+set', '+hget', '+hgetall', '+hmget', '+hset', '+hsetnx', '+hdel', '+hlen', '+hscan', '+hexists',
         '+sadd', '+srem', '+smembers', '+unlink', '+publish', '+xadd', '+eval']);
-      await client.sendCommand(['ACL', 'SETUSER', 'hbx-service', 'on', '>service-pass', 'resetkeys', '%R~acl:*', 'resetchannels', '&acl:*',
-        '-@all', '+get', '+hget', '+hgetall', '+publish', '+subscribe']);
+      await client.sendCommand(['ACL', 'SETUSER', 'hbx-service', 'on', '>service-pass', 'resetkeys', '%R~acl:*', '~acl:ratelimit:*', 'resetchannels', '&acl:*',
+        '-@all', '+get', '+hget', '+hgetall', '+publish', '+subscribe', '+incrby', '+pexpire', '+zadd', '+zrangebyscore', '+zremrangebyscore', '+zremrangebyrank']);
       await client.close();
     });
 

@@ -9,13 +9,19 @@ import {
   CertificateCache,
   CertificateError,
   parseCertificate,
+  parseClientCertChainHeader,
+  parseClientCertHeader,
   parseXfcc,
+  Rfc9440Error,
   XfccError,
   type ParsedCertificate,
   type XfccElement,
 } from '../x509/index.js';
 
 const XFCC_HEADER = 'x-forwarded-client-cert';
+/** RFC 9440 headers, read only from a trusted proxy. */
+const CLIENT_CERT_HEADER = 'client-cert';
+const CLIENT_CERT_CHAIN_HEADER = 'client-cert-chain';
 
 /**
  * hawkBit's "certificate authentication by reverse proxy", with Envoy as the
@@ -34,6 +40,8 @@ export class CertificateAuthenticator implements Authenticator {
   readonly #cache: CertificateCache;
   /** Fingerprints of the verified CAs above a leaf, by leaf and chain fingerprints; bounded like the certificate cache. */
   readonly #paths = new Map<string, readonly string[]>();
+  /** Certificates from RFC 9440 headers by their base64 DER. */
+  readonly #derCache = new Map<string, ParsedCertificate>();
   /** Parsed pinned CAs by PEM text. */
   readonly #pinned = new Map<string, ParsedCertificate>();
 
@@ -59,6 +67,7 @@ export class CertificateAuthenticator implements Authenticator {
     return (
       context.request.peerCertificate !== '' ||
       (this.config.trustXfcc && context.headers.has(XFCC_HEADER)) ||
+      this.clientCertApplies(context) ||
       this.proxyHeadersApply(context)
     );
   }
@@ -74,7 +83,9 @@ export class CertificateAuthenticator implements Authenticator {
     }
     const { leaf, chain } = source;
 
-    if (context.tenant.revokedCertificates.has(leaf.sha256)) {
+    // The signed-part digest also catches a copy whose signature was re-encoded.
+    const revoked = context.tenant.revokedCertificates;
+    if (revoked.size > 0 && (revoked.has(leaf.tbsSha256) || revoked.has(leaf.sha256))) {
       return { outcome: 'failure', reason: 'certificate_revoked' };
     }
     const names = leaf.subjectCommonNames;
@@ -153,6 +164,9 @@ export class CertificateAuthenticator implements Authenticator {
    */
   private certificateSource(context: AuthContext): { leaf: ParsedCertificate; chain: ParsedCertificate[] } | MethodResult {
     const peer = context.request.peerCertificate;
+    if (peer === '' && this.clientCertApplies(context)) {
+      return this.clientCertSource(context);
+    }
     const xfccValues = context.headers.all(XFCC_HEADER);
 
     let element: XfccElement | undefined;
@@ -198,6 +212,56 @@ export class CertificateAuthenticator implements Authenticator {
       }
       throw error;
     }
+  }
+
+  /** Whether a trusted proxy in front of Envoy sent the RFC 9440 `Client-Cert` header. */
+  private clientCertApplies(context: AuthContext): boolean {
+    return this.#trustedProxies.size > 0 && context.headers.has(CLIENT_CERT_HEADER) && this.#trustedProxies.has(context.request.sourceAddress);
+  }
+
+  /** Reads the leaf from `Client-Cert` and the chain from `Client-Cert-Chain` (RFC 9440). */
+  private clientCertSource(context: AuthContext): { leaf: ParsedCertificate; chain: ParsedCertificate[] } | MethodResult {
+    const certValue = context.headers.single(CLIENT_CERT_HEADER);
+    const chainValues = context.headers.all(CLIENT_CERT_CHAIN_HEADER);
+    if (typeof certValue !== 'string' || chainValues.length > 1) {
+      return { outcome: 'failure', reason: 'client_cert_malformed' };
+    }
+    // Base64 makes a certificate about 4/3 of its DER size; the bound is on DER.
+    const maxChars = Math.ceil((this.limits.maxCertificateBytes * 4) / 3) + 16;
+    if (certValue.length > maxChars) {
+      return { outcome: 'failure', reason: 'certificate_too_large' };
+    }
+    const chainValue = chainValues[0] ?? '';
+    if (chainValue.length > maxChars * this.limits.maxChainCertificates || chainValue.split(',').length > this.limits.maxChainCertificates) {
+      return { outcome: 'failure', reason: 'chain_too_long' };
+    }
+    try {
+      const leaf = this.parseDer(parseClientCertHeader(certValue));
+      const chain = chainValue === '' ? [] : parseClientCertChainHeader(chainValue).map((der) => this.parseDer(der));
+      return { leaf, chain: withoutLeaf(chain, leaf) };
+    } catch (error) {
+      if (error instanceof Rfc9440Error) {
+        return { outcome: 'failure', reason: 'client_cert_malformed' };
+      }
+      if (error instanceof CertificateError) {
+        return { outcome: 'failure', reason: 'certificate_invalid' };
+      }
+      throw error;
+    }
+  }
+
+  /** Parses DER once per certificate; the map is bounded like the other caches. */
+  private parseDer(der: Buffer): ParsedCertificate {
+    const key = der.toString('base64');
+    let parsed = this.#derCache.get(key);
+    if (!parsed) {
+      parsed = parseCertificate(der);
+      if (this.#derCache.size >= this.cacheEntries) {
+        this.#derCache.delete(this.#derCache.keys().next().value as string);
+      }
+      this.#derCache.set(key, parsed);
+    }
+    return parsed;
   }
 
   private readXfcc(values: readonly string[]): { element: XfccElement } | MethodResult {

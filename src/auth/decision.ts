@@ -33,6 +33,7 @@ export const DENY_REASONS = [
   'proxy_headers_invalid',
   'certificate_too_large',
   'certificate_revoked',
+  'client_cert_malformed',
   'certificate_expired',
   'certificate_not_yet_valid',
   'certificate_usage_invalid',
@@ -40,6 +41,8 @@ export const DENY_REASONS = [
   'chain_too_long',
   // request shape (HTTP 403)
   'request_too_large',
+  // too many failed attempts (HTTP 429)
+  'rate_limited',
   // cannot decide (HTTP 503)
   'store_unavailable',
   'deadline_exceeded',
@@ -48,7 +51,7 @@ export const DENY_REASONS = [
 
 export type DenyReason = (typeof DENY_REASONS)[number];
 
-export type DenyHttpStatus = 401 | 403 | 503;
+export type DenyHttpStatus = 401 | 403 | 429 | 503;
 
 export interface Identity {
   /** Tenant name as configured, for example `DEFAULT`. */
@@ -71,11 +74,13 @@ export interface DenyDecision {
   controllerId?: string;
   /** Method whose failure decided the deny, for the decision log only. */
   method?: AuthMethod;
+  /** Seconds the client should wait, sent as `Retry-After`; set on `rate_limited` denies. */
+  retryAfterSeconds?: number;
 }
 
 export type Decision = AllowDecision | DenyDecision;
 
-/** HTTP status for each reason: 403 for path and request shape, 503 when undecidable, else 401. */
+/** HTTP status for each reason: 403 for path and request shape, 429 for too many failures, 503 when undecidable, else 401. */
 export function httpStatusFor(reason: DenyReason): DenyHttpStatus {
   switch (reason) {
     case 'path_not_ddi':
@@ -84,6 +89,8 @@ export function httpStatusFor(reason: DenyReason): DenyHttpStatus {
     case 'tenant_invalid':
     case 'request_too_large':
       return 403;
+    case 'rate_limited':
+      return 429;
     case 'store_unavailable':
     case 'deadline_exceeded':
     case 'internal_error':

@@ -60,7 +60,7 @@ export async function issuerHashCommand(
 
   const lines = [
     leaf.issuerHash,
-    `leaf sha256=${leaf.sha256} issuer_hash=${leaf.issuerHash} subject="${leaf.subject}" issuer="${leaf.issuer}"`,
+    `leaf sha256=${leaf.sha256} tbs_sha256=${leaf.tbsSha256} issuer_hash=${leaf.issuerHash} subject="${leaf.subject}" issuer="${leaf.issuer}"`,
     ...path.map(
       (ca) =>
         `ca sha256=${ca.sha256} subject_hash=${ca.subjectHash} issuer_hash=${ca.issuerHash} subject="${ca.subject}" (CA on verified path)`,

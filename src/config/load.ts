@@ -4,7 +4,7 @@ import { dirname, resolve } from 'node:path';
 import yaml from 'js-yaml';
 import { ConfigError } from './errors.js';
 import { ConfigReader } from './reader.js';
-import type { CacheConfig, ServiceConfig, StoreConfig, TargetEntry, TenantEntry } from './schema.js';
+import type { CacheConfig, RateLimitConfig, ServiceConfig, StoreConfig, TargetEntry, TenantEntry } from './schema.js';
 import { parseListenAddress } from './address.js';
 import { parseCidr } from '../net/cidr.js';
 
@@ -57,7 +57,10 @@ export function parseConfig(text: string, source: string, options: LoadOptions =
   try {
     document = yaml.load(text, { filename: source });
   } catch (error) {
-    throw new ConfigError(source, [`not valid YAML: ${(error as Error).message}`]);
+    // The parser's own message quotes the file's lines, which may hold secrets; give only the position.
+    const yamlError = error as { reason?: string; mark?: { line: number; column: number } };
+    const where = yamlError.mark ? ` at line ${yamlError.mark.line + 1}, column ${yamlError.mark.column + 1}` : '';
+    throw new ConfigError(source, [`not valid YAML${where}: ${yamlError.reason ?? 'parse error'}`]);
   }
   const reader = new ConfigReader(options.env ?? process.env, dirname(source));
   const config = readConfig(reader, document, source);
@@ -69,7 +72,7 @@ export function parseConfig(text: string, source: string, options: LoadOptions =
 
 function readConfig(reader: ConfigReader, document: unknown, source: string): ServiceConfig {
   const root = reader.section(document, '', [
-    'grpc', 'http', 'mode', 'log', 'metrics', 'limits', 'reload', 'ddi', 'upstream', 'store', 'tokenDigestKey', 'cache', 'shutdown', 'tenants',
+    'grpc', 'http', 'mode', 'log', 'metrics', 'limits', 'reload', 'ddi', 'upstream', 'store', 'tokenDigestKey', 'cache', 'rateLimit', 'shutdown', 'tenants',
   ]);
 
   const grpc = reader.section(root.grpc, 'grpc', ['address', 'tls', 'maxReceiveMessageBytes', 'maxConcurrentStreams', 'keepaliveTimeMs', 'keepaliveTimeoutMs']);
@@ -156,6 +159,7 @@ function readConfig(reader: ConfigReader, document: unknown, source: string): Se
     store: readStore(reader, root.store),
     tokenDigestKey: reader.secret(root.tokenDigestKey, 'tokenDigestKey'),
     cache: readCache(reader, root.cache),
+    rateLimit: readRateLimit(reader, root.rateLimit),
     shutdown: readShutdown(reader, root.shutdown),
     tenants: readTenants(reader, root.tenants),
     source,
@@ -217,6 +221,33 @@ function readCache(reader: ConfigReader, value: unknown): CacheConfig {
     maxEntries: reader.integer(cache.maxEntries, 'cache.maxEntries', DEFAULT_CACHE.maxEntries, 1),
     ttlMs: reader.integer(cache.ttlMs, 'cache.ttlMs', DEFAULT_CACHE.ttlMs, 0),
     staleAllowMs: reader.integer(cache.staleAllowMs, 'cache.staleAllowMs', DEFAULT_CACHE.staleAllowMs, 0),
+  };
+}
+
+function readRateLimit(reader: ConfigReader, value: unknown): RateLimitConfig {
+  const rateLimit = reader.section(value, 'rateLimit', ['enabled', 'perSource', 'perTarget', 'knownSourceMs', 'exemptSources', 'maxTrackedKeys', 'syncIntervalMs']);
+  const window = (name: 'perSource' | 'perTarget', maxFailures: number): RateLimitConfig['perSource'] => {
+    const section = reader.section(rateLimit[name], `rateLimit.${name}`, ['maxFailures', 'windowMs']);
+    return {
+      maxFailures: reader.integer(section.maxFailures, `rateLimit.${name}.maxFailures`, maxFailures, 1, 1_000_000),
+      windowMs: reader.integer(section.windowMs, `rateLimit.${name}.windowMs`, 60_000, 1_000, 86_400_000),
+    };
+  };
+  const exemptSources = reader.stringList(rateLimit.exemptSources, 'rateLimit.exemptSources');
+  exemptSources.forEach((entry, index) => {
+    const problem = parseCidrProblem(entry);
+    if (problem) {
+      reader.fail(`rateLimit.exemptSources[${index}]`, problem);
+    }
+  });
+  return {
+    enabled: reader.boolean(rateLimit.enabled, 'rateLimit.enabled', true),
+    perSource: window('perSource', 50),
+    perTarget: window('perTarget', 10),
+    knownSourceMs: reader.integer(rateLimit.knownSourceMs, 'rateLimit.knownSourceMs', 86_400_000, 0, 30 * 86_400_000),
+    exemptSources,
+    maxTrackedKeys: reader.integer(rateLimit.maxTrackedKeys, 'rateLimit.maxTrackedKeys', 100_000, 100, 10_000_000),
+    syncIntervalMs: reader.integer(rateLimit.syncIntervalMs, 'rateLimit.syncIntervalMs', 250, 50, 60_000),
   };
 }
 

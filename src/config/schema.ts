@@ -55,6 +55,31 @@ export interface CacheConfig {
 
 export type StoreConfig = { type: 'memory' } | { type: 'redis'; redis: RedisStoreConfig };
 
+/** One failure window of the failure limiter. */
+export interface FailureWindowConfig {
+  /** Failures the window allows; the next token attempt is rejected with 429 until the window frees a slot. */
+  maxFailures: number;
+  /** Window length, in milliseconds. */
+  windowMs: number;
+}
+
+/** Limits on failed authentication attempts; the README's "Failure limits" section describes the rules. */
+export interface RateLimitConfig {
+  enabled: boolean;
+  /** Failures per source address. */
+  perSource: FailureWindowConfig;
+  /** Failures per (tenant, controller id), and per tenant for gateway tokens. */
+  perTarget: FailureWindowConfig;
+  /** How long a source that authenticated a controller id stays exempt from that id's limit, in milliseconds; 0 exempts none. */
+  knownSourceMs: number;
+  /** Addresses or CIDRs that skip the per-source limit, such as NAT gateways, as given in the file. */
+  exemptSources: string[];
+  /** Maximum entries of each in-process map (failure counters, known sources); the least recently used goes first. */
+  maxTrackedKeys: number;
+  /** Interval of the exchange of counts with the Redis store, in milliseconds; unused with the embedded store. */
+  syncIntervalMs: number;
+}
+
 /** A target entry of the configuration file: a plain token or its SHA-256 digest. */
 export interface TargetEntry {
   securityToken?: string;
@@ -147,6 +172,7 @@ export interface ServiceConfig {
   /** Key for HMAC-SHA-256 token digests; plain SHA-256 when unset. */
   tokenDigestKey?: string;
   cache: CacheConfig;
+  rateLimit: RateLimitConfig;
   shutdown: {
     /** How long to keep answering after reporting NOT_SERVING, in milliseconds, so Envoy moves traffic away first. */
     drainDelayMs: number;

@@ -10,6 +10,8 @@ const GRPC_UNAUTHENTICATED = 16;
 
 /** hawkBit's header families: 1.0 and later, and 0.9 and older. Indexed forms end in `-N`. */
 const HAWKBIT_HEADERS = ['x-controller-id', 'x-authority', 'x-ssl-client-cn', 'x-ssl-issuer-hash'];
+/** RFC 9440 certificate headers: meaningful only from a trusted proxy, never passed upstream. */
+const CERTIFICATE_HEADERS = ['client-cert', 'client-cert-chain'];
 const INDEXED_HAWKBIT_HEADERS = ['x-authority', 'x-ssl-issuer-hash'];
 
 /**
@@ -38,6 +40,7 @@ export class CheckResponseBuilder {
     const strippable = [
       ...setNames,
       ...HAWKBIT_HEADERS,
+      ...CERTIFICATE_HEADERS,
       auth.controllerIdHeader,
       auth.authorityHeader,
       proxy.controllerIdHeader,
@@ -52,9 +55,10 @@ export class CheckResponseBuilder {
 
   build(decision: Decision, headers: RequestHeaders): CheckResponseMessage {
     if (decision.kind === 'deny') {
+      const deniedHeaders = decision.retryAfterSeconds === undefined ? [] : [overwrite('retry-after', String(decision.retryAfterSeconds))];
       return {
         status: { code: decision.httpStatus === 401 ? GRPC_UNAUTHENTICATED : GRPC_PERMISSION_DENIED },
-        denied_response: { status: { code: decision.httpStatus }, headers: [], body: '' },
+        denied_response: { status: { code: decision.httpStatus }, headers: deniedHeaders, body: '' },
       };
     }
 

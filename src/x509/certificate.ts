@@ -17,6 +17,12 @@ export interface ParsedCertificate {
   readonly der: Buffer;
   /** SHA-256 of the DER, lower-case hex without colons (the XFCC `Hash` form). */
   readonly sha256: string;
+  /**
+   * SHA-256 of the TBSCertificate DER, the part the issuer signed. Unlike
+   * `sha256` it does not change when the signature is re-encoded (an ECDSA
+   * signature (r, s) also verifies as (r, n - s)), so revocation uses it.
+   */
+  readonly tbsSha256: string;
   readonly x509: X509Certificate;
   /** Every commonName of the subject in certificate order, decoded from its ASN.1 string type. */
   readonly subjectCommonNames: readonly string[];
@@ -54,7 +60,7 @@ export function parseCertificate(input: string | Buffer): ParsedCertificate {
     throw invalidCertificate(`certificate has ${der.length} bytes, more than the limit of ${MAX_CERTIFICATE_DER_BYTES}`);
   }
 
-  const { issuerNameDer, subjectNameDer } = readTbsNames(der);
+  const { issuerNameDer, subjectNameDer, tbsDer } = readTbsNames(der);
   const issuerNameCanonical = canonicalNameEncoding(issuerNameDer);
   const subjectNameCanonical = canonicalNameEncoding(subjectNameDer);
   const subjectRdns = readName(subjectNameDer);
@@ -69,6 +75,7 @@ export function parseCertificate(input: string | Buffer): ParsedCertificate {
   return {
     der,
     sha256: createHash('sha256').update(der).digest('hex'),
+    tbsSha256: createHash('sha256').update(tbsDer).digest('hex'),
     x509,
     subjectCommonNames: commonNamesOf(subjectRdns),
     subject: formatName(subjectRdns),
@@ -112,7 +119,7 @@ const VERSION_TAG = 0xa0;
  * subject, spki, ... }, signatureAlgorithm, signatureValue }`. The whole input must be one
  * Certificate, so a second concatenated DER certificate is rejected here.
  */
-function readTbsNames(der: Buffer): { issuerNameDer: Buffer; subjectNameDer: Buffer } {
+function readTbsNames(der: Buffer): { issuerNameDer: Buffer; subjectNameDer: Buffer; tbsDer: Buffer } {
   const certificate = expectTag(readElement(der, 0), DerTag.SEQUENCE, 'Certificate');
   if (certificate.end !== der.length) {
     throw invalidCertificate(`certificate DER has ${der.length - certificate.end} bytes after its end`);
@@ -135,5 +142,5 @@ function readTbsNames(der: Buffer): { issuerNameDer: Buffer; subjectNameDer: Buf
   const subject = expectTag(fields[first + 4], DerTag.SEQUENCE, 'subject');
   expectTag(fields[first + 5], DerTag.SEQUENCE, 'subjectPublicKeyInfo');
 
-  return { issuerNameDer: encodingOf(der, issuer), subjectNameDer: encodingOf(der, subject) };
+  return { issuerNameDer: encodingOf(der, issuer), subjectNameDer: encodingOf(der, subject), tbsDer: encodingOf(der, tbs) };
 }

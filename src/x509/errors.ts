@@ -29,6 +29,20 @@ export class XfccError extends Error {
   }
 }
 
+/** Stable code for a `Client-Cert` or `Client-Cert-Chain` value (RFC 9440) that cannot be parsed. */
+export type Rfc9440ErrorCode = 'client_cert_malformed';
+
+/** Raised for a `Client-Cert` or `Client-Cert-Chain` value that is not the Structured Field RFC 9440 defines. */
+export class Rfc9440Error extends Error {
+  override readonly name = 'Rfc9440Error';
+  readonly code: Rfc9440ErrorCode;
+
+  constructor(code: Rfc9440ErrorCode, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
 export function invalidCertificate(message: string, cause?: unknown): CertificateError {
   return new CertificateError('certificate_invalid', message, cause === undefined ? undefined : { cause });
 }

@@ -355,3 +355,46 @@ function toPem(derCertificate: Buffer): string {
   const lines = derCertificate.toString('base64').match(/.{1,64}/g) ?? [];
   return `-----BEGIN CERTIFICATE-----\n${lines.join('\n')}\n-----END CERTIFICATE-----\n`;
 }
+
+/** Order n of the NIST P-256 group. */
+const P256_ORDER = BigInt('0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551');
+
+/**
+ * Re-encodes a P-256 ECDSA signature (r, s) as (r, n - s). The result is a
+ * different DER encoding of the same certificate that still verifies, which
+ * anyone holding the certificate can make without any key.
+ */
+export function reencodeEcdsaSignature(pem: string): string {
+  const bytes = Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+  const outer = readTlv(bytes, 0);
+  const tbs = readTlv(bytes, outer.contentStart);
+  const algorithm = readTlv(bytes, tbs.end);
+  const bitString = readTlv(bytes, algorithm.end);
+  const signature = readTlv(bytes, bitString.contentStart + 1);
+  const r = readTlv(bytes, signature.contentStart);
+  const s = readTlv(bytes, r.end);
+  const sValue = BigInt(`0x${bytes.subarray(s.contentStart, s.end).toString('hex')}`);
+  const flipped = P256_ORDER - sValue;
+  let hex = flipped.toString(16);
+  if (hex.length % 2) {
+    hex = `0${hex}`;
+  }
+  let sBytes = Buffer.from(hex, 'hex');
+  if (sBytes[0] & 0x80) {
+    sBytes = Buffer.concat([Buffer.from([0]), sBytes]);
+  }
+  const newSignature = der(0x30, bytes.subarray(r.start, r.end), der(0x02, sBytes));
+  const certificate = der(0x30, bytes.subarray(tbs.start, tbs.end), bytes.subarray(algorithm.start, algorithm.end), der(0x03, Buffer.concat([Buffer.from([0]), newSignature])));
+  return toPem(certificate);
+}
+
+function readTlv(buffer: Buffer, start: number): { start: number; contentStart: number; end: number } {
+  let length = buffer[start + 1];
+  let contentStart = start + 2;
+  if (length & 0x80) {
+    const count = length & 0x7f;
+    length = buffer.readUIntBE(start + 2, count);
+    contentStart += count;
+  }
+  return { start, contentStart, end: contentStart + length };
+}

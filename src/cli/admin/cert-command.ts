@@ -2,6 +2,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { caCertificateProblem, TENANT_CONFIG_KEYS } from '../../config/load.js';
 import { findIssuerHashConflicts } from '../../auth/issuer-conflicts.js';
+import { parseCertificate } from '../../x509/index.js';
 import type { ServiceConfig } from '../../config/schema.js';
 import { PINNED_CA_FIELD_PREFIX, REVOKED_FIELD_PREFIX, TENANT_NAME_FIELD } from '../../store/redis-layout.js';
 import { tenantKey } from '../../store/store.js';
@@ -12,15 +13,18 @@ import { AdminError, fail, reportError, runAdminCommand, type AdminSession } fro
 
 export const CERT_USAGE = `usage: hawkbit-ext-authz cert pin TENANT CA_FILE
        hawkbit-ext-authz cert unpin TENANT SHA256
-       hawkbit-ext-authz cert revoke TENANT SHA256
+       hawkbit-ext-authz cert revoke TENANT CERT_FILE|SHA256
        hawkbit-ext-authz cert unrevoke TENANT SHA256
        hawkbit-ext-authz cert list TENANT
 
 pin      pins every CA certificate in CA_FILE (PEM) for the tenant: device
          certificates must then verify up to a pinned CA by signature
 unpin    removes the pinned CA with that SHA-256 fingerprint
-revoke   denies the device certificate with that SHA-256 fingerprint on every
-         replica within a second (openssl x509 -fingerprint -sha256 -noout)
+revoke   denies a device certificate on every replica within a second. Give
+         the certificate file: its signed-part digest is stored, which also
+         matches a copy whose signature was re-encoded. A SHA-256 fingerprint
+         (openssl x509 -fingerprint -sha256 -noout) works too, but an ECDSA
+         certificate's holder can evade it by re-encoding the signature
 unrevoke lifts a revocation
 list     prints the pinned CAs and the revoked fingerprints`;
 
@@ -46,7 +50,8 @@ export async function certCommand(args: string[], config: ServiceConfig, io: Cli
     if (needsArgument && argument === undefined) {
       throw new UsageError(`missing ${action === 'pin' ? 'CA_FILE' : 'SHA256'}\n${CERT_USAGE}`);
     }
-    if (action !== 'pin' && argument !== undefined && !/^[0-9a-f]{64}$/.test(normalizeFingerprint(argument))) {
+    const revokeByFile = action === 'revoke' && argument !== undefined && !/^[0-9a-fA-F:]{64,95}$/.test(argument);
+    if (action !== 'pin' && !revokeByFile && argument !== undefined && !/^[0-9a-f]{64}$/.test(normalizeFingerprint(argument))) {
       throw new UsageError(`"${argument.slice(0, 100)}" is not a SHA-256 fingerprint: give 64 hex digits, colons allowed, as openssl x509 -fingerprint -sha256 -noout prints`);
     }
   } catch (error) {
@@ -56,6 +61,16 @@ export async function certCommand(args: string[], config: ServiceConfig, io: Cli
   const pems = action === 'pin' ? await readCaFile(argument as string, io, command) : [];
   if (typeof pems === 'number') {
     return pems;
+  }
+  let revocationKey = action === 'revoke' || action === 'unrevoke' ? normalizeFingerprint(argument as string) : '';
+  if (action === 'revoke' && !/^[0-9a-f]{64}$/.test(revocationKey)) {
+    const digest = await readSignedPartDigest(argument as string, io, command);
+    if (typeof digest === 'number') {
+      return digest;
+    }
+    revocationKey = digest;
+  } else if (action === 'revoke') {
+    io.err.write('warning: revoking by fingerprint; the holder of an ECDSA certificate can evade it by re-encoding the signature. Revoke with the certificate file to store its signed-part digest.\n');
   }
 
   return runAdminCommand(command, config, io, async (session: AdminSession) => {
@@ -77,9 +92,9 @@ export async function certCommand(args: string[], config: ServiceConfig, io: Cli
       case 'unpin':
         return removeField(session, command, key, name, hash, `${PINNED_CA_FIELD_PREFIX}${normalizeFingerprint(argument as string)}`, 'pinned CA');
       case 'revoke':
-        return changeFields(session, command, key, name, { [`${REVOKED_FIELD_PREFIX}${normalizeFingerprint(argument as string)}`]: new Date().toISOString() }, [], `revoked ${normalizeFingerprint(argument as string)}`);
+        return changeFields(session, command, key, name, { [`${REVOKED_FIELD_PREFIX}${revocationKey}`]: new Date().toISOString() }, [], `revoked ${revocationKey}`);
       default:
-        return removeField(session, command, key, name, hash, `${REVOKED_FIELD_PREFIX}${normalizeFingerprint(argument as string)}`, 'revocation');
+        return removeField(session, command, key, name, hash, `${REVOKED_FIELD_PREFIX}${revocationKey}`, 'revocation');
     }
   });
 }
@@ -102,6 +117,25 @@ async function readCaFile(path: string, io: CliIo, command: string): Promise<str
     }
   }
   return blocks;
+}
+
+/** Reads a device certificate file and returns the SHA-256 of its signed part (TBSCertificate). */
+async function readSignedPartDigest(path: string, io: CliIo, command: string): Promise<string | number> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    return fail(io, command, EXIT_ERROR, `"${path}" is neither a SHA-256 fingerprint nor a readable certificate file (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+  }
+  const block = text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/)?.[0];
+  if (block === undefined) {
+    return fail(io, command, EXIT_ERROR, `${path} holds no PEM certificate ("-----BEGIN CERTIFICATE-----")`);
+  }
+  try {
+    return parseCertificate(block).tbsSha256;
+  } catch (error) {
+    return fail(io, command, EXIT_ERROR, `${path}: ${(error as Error).message}`);
+  }
 }
 
 function fingerprintOf(pem: string): string {
