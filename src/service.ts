@@ -78,7 +78,7 @@ function createRuntime(config: ServiceConfig, store: TenantStore, digester: Toke
   const certificate = authenticators.find((authenticator) => authenticator instanceof CertificateAuthenticator) as CertificateAuthenticator;
   metrics?.addCache('certificate', () => certificate.cacheStats);
   return {
-    pipeline: new AuthPipeline(store, authenticators, config.limits, limiter),
+    pipeline: new AuthPipeline(store, authenticators, config.limits, limiter, config.upstream.hawkbitHeaderAuth.enabled),
     responses: new CheckResponseBuilder(config),
     mode: config.mode,
     allowLevel: config.log.allowLevel,
@@ -191,7 +191,12 @@ function reportIssuerHashConflicts(config: ServiceConfig, logger: Logger, metric
   const conflicts = findIssuerHashConflicts(tenants);
   metrics?.setIssuerHashConflicts(conflicts.length);
   for (const conflict of conflicts) {
-    logger.warn(conflict, 'two tenants trust the same issuer hash from different CA keys; pin distinct CA names or check the authority lists');
+    logger.warn(
+      conflict,
+      conflict.pinned
+        ? 'two tenants trust the same issuer hash from different CA keys; give their CAs distinct names'
+        : 'two tenants trust the same issuer hash without pinning the same CA, so a device of one could pass as a device of the other; pin each tenant\'s CA',
+    );
   }
 }
 

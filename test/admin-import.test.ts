@@ -224,8 +224,8 @@ describe('admin import', function () {
       '  tenants.ACME.targets.bad-digest.securityTokenSha256: expected 64 hex digits, the SHA-256 of the token (for example from `printf %s TOKEN | sha256sum`)',
       '  tenants.ACME.targets.both: set securityToken or securityTokenSha256, not both',
       '  tenants.ACME.targets.unknown-key.token: unknown key; expected one of: securityToken, securityTokenSha256',
-      '  tenants.acme: same tenant as "ACME", because tenant names are case-insensitive; merge the two entries (tenant and its 1 targets not imported)',
-      '  tenants.bad/tenant: tenant name must not contain whitespace, control characters, "/", "\\", "%" or ";", because no DDI path can address it (tenant and its 1 targets not imported)',
+      '  tenants.acme: same tenant as "ACME", because tenant names are case-insensitive; merge the two entries (tenant and its 1 target not imported)',
+      '  tenants.bad/tenant: tenant name must not be "." or ".." or contain whitespace, control characters, "/", "\\", "%", ";", "?" or "#", because no DDI path can address it (tenant and its 1 target not imported)',
       '  tenants.Gamma.config.authentication.targettoken.enabled: expected true or false, got string "maybe" (tenant and its 2 targets not imported)',
     ]);
     expect(Object.keys(await redis.hGetAll(`${prefix}targets:ACME`)).sort()).to.deep.equal(['good-1', 'good-2']);

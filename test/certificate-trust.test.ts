@@ -154,7 +154,7 @@ tenants:
     expect(message).to.include('is not a CA certificate');
   });
 
-  it('warns when two tenants trust one issuer hash from different CA keys', async () => {
+  it('warns when two tenants trust one issuer hash from different or unpinned CA keys', async () => {
     const hash = pki.opensslIssuerHash(device);
     const conflicted = await startService(`
 tenants:
@@ -167,12 +167,23 @@ tenants:
   C:
     config: { authentication.header.authority: "${hash}" }
     caCertificates: ${JSON.stringify(ca.pem)}
+  D:
+    config: { authentication.header.authority: "${hash}" }
+  E:
+    config: { authentication.header.authority: "${fingerprint(ca)}" }
 `);
     try {
       const warnings = conflicted.log.records.filter((record) => String(record.msg).startsWith('two tenants trust the same issuer hash'));
-      expect(warnings.map((record) => record.tenants)).to.deep.equal([['A', 'B'], ['B', 'C']]);
+      const pairs = warnings.map((record) => [...(record.tenants as string[]), record.pinned]);
+      expect(pairs).to.have.deep.members([
+        ['A', 'B', true],
+        ['A', 'D', false],
+        ['B', 'C', true],
+        ['B', 'D', false],
+        ['C', 'D', false],
+      ]);
       const text = await (await fetch(`http://${conflicted.handle.httpAddress}/metrics`)).text();
-      expect(text).to.match(/^hawkbit_ext_authz_issuer_hash_conflicts 2$/m);
+      expect(text).to.match(/^hawkbit_ext_authz_issuer_hash_conflicts 5$/m);
     } finally {
       await conflicted.stop();
     }

@@ -240,7 +240,7 @@ ${tenants}`);
     it('ignores and removes the headers from an untrusted address', async () => {
       const response = await service.check(envoyRequest(path, { 'x-controller-id': 'device-01', 'x-authority': hash() }, { source: '10.1.2.4' }));
       expect(outcome(response).grpc).to.equal(16);
-      expect(lastReason(service)).to.equal('no_credentials');
+      expect(lastReason(service)).to.equal('proxy_untrusted');
       const withToken = await service.check(envoyRequest(path, { authorization: `TargetToken ${TOKEN}`, 'x-controller-id': 'device-01', 'x-authority': hash() }, { source: '10.1.2.4' }));
       expect(outcome(withToken).grpc).to.equal(0);
       expect(withToken.ok_response?.headers_to_remove).to.include.members(['x-controller-id', 'x-authority']);
@@ -272,7 +272,7 @@ ${tenants}`);
     it('ignores and removes Client-Cert from an untrusted address', async () => {
       const ignored = await service.check(envoyRequest(path, { 'client-cert': sf(device) }, { source: '192.0.2.77' }));
       expect(outcome(ignored).grpc).to.equal(16);
-      expect(lastReason(service)).to.equal('no_credentials');
+      expect(lastReason(service)).to.equal('proxy_untrusted');
       const withToken = await service.check(envoyRequest(path, { authorization: `TargetToken ${TOKEN}`, 'client-cert': sf(device), 'client-cert-chain': sf(root) }, { source: '192.0.2.77' }));
       expect(outcome(withToken).grpc).to.equal(0);
       expect(setHeaders(withToken)['x-ddi-auth-method']).to.equal('target-token');

@@ -109,6 +109,12 @@ ${tenants}`);
       expect(removed).not.to.include('x-authority');
     });
 
+    it('denies a controller id hawkBit cannot match in a header', async () => {
+      const response = await service.check(envoyRequest(`/DEFAULT/controller/v1/${encodeURIComponent('gerät')}`, { authorization: `TargetToken ${TOKEN}` }));
+      expect(outcome(response)).to.deep.equal({ grpc: 7, http: 403 });
+      expect(service.log.records.at(-1)?.reason).to.equal('controller_id_not_ascii');
+    });
+
     it('never sets hawkBit headers on a deny', async () => {
       const response = await service.check(envoyRequest('/DEFAULT/controller/v1/device-02', { authorization: `TargetToken ${TOKEN}`, ...SPOOFED }));
       expect(outcome(response)).to.deep.equal({ grpc: 16, http: 401 });

@@ -43,7 +43,7 @@ describe('command line', () => {
   it('validates the bundled example', () => {
     const result = runCli(['config', 'validate', BUNDLED_CONFIG]);
     expect(result.status, result.stderr).to.equal(0);
-    expect(result.stdout).to.match(/valid \(1 tenants, 1 targets, store memory\)/);
+    expect(result.stdout).to.match(/valid \(1 tenant, 1 target, store memory\)/);
   });
 
   it('reports every problem of an invalid file with exit 1', () => {

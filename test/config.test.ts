@@ -49,6 +49,22 @@ describe('configuration loader', () => {
     ['a secret from a missing variable', 'tenants: { T: { config: { authentication.gatewaytoken.key: { env: NOPE_KEY } } } }', /environment variable NOPE_KEY is not set/],
     ['a secret from a missing file', 'tenants: { T: { config: { authentication.gatewaytoken.key: { file: /nonexistent/key } } } }', /cannot read secret file \/nonexistent\/key: ENOENT/],
     ['broken YAML', 'grpc: [', /not valid YAML/],
+    ['a trusted proxy range of the whole Internet', 'ddi: { certificate: { trustedProxies: ["0.0.0.0/0"] } }', /trustedProxies\[0\]: "0\.0\.0\.0\/0" is too broad/],
+    ['an IPv6 trusted range broader than /16', 'ddi: { certificate: { trustedProxies: ["::/0"] } }', /is too broad/],
+    ['an exempt source range of the whole Internet', 'rateLimit: { exemptSources: ["0.0.0.0/1"] }', /rateLimit\.exemptSources\[0\]: .* is too broad/],
+    ['a gateway key with a space', 'tenants: { T: { config: { authentication.gatewaytoken.key: "my key" } } }', /gatewaytoken\.key: gateway key must use only the token68 characters/],
+    ['two identity headers with one name', 'upstream: { identityHeaders: { tenant: x-id, controllerId: X-Id } }', /upstream\.identityHeaders\.controllerId: "X-Id" is also used by upstream\.identityHeaders\.tenant/],
+    ['a reserved identity header name', 'upstream: { identityHeaders: { authMethod: authorization } }', /upstream\.identityHeaders\.authMethod: "authorization" is reserved/],
+    ['Host as the tenant header', 'upstream: { identityHeaders: { tenant: host } }', /"host" is reserved/],
+    ['Authorization as the proxy controller id header', 'ddi: { certificate: { proxyHeaders: { controllerIdHeader: Authorization } } }', /proxyHeaders\.controllerIdHeader: "Authorization" is reserved/],
+    ['a pseudo-header to remove', 'upstream: { removeHeaders: [":path"] }', /upstream\.removeHeaders\[0\]: ":path" is not a valid HTTP header name/],
+    ['an authority with a space', 'upstream: { hawkbitHeaderAuth: { enabled: true, authority: "edge ok" } }', /authority: must be printable ASCII without spaces/],
+    ['an empty token digest key', 'tokenDigestKey: ""', /^tokenDigestKey: is empty/],
+    ['a log file that is a directory', 'log: { destination: /tmp }', /^log\.destination: \/tmp is a directory/],
+    ['a log file below a file', 'log: { destination: /etc/hostname/x.log }', /^log\.destination: cannot write \/etc\/hostname\/x\.log \(ENOTDIR\)/],
+    ['Redis credentials given twice', 'store: { type: redis, redis: { url: "redis://u:pw@127.0.0.1:6379", password: x } }', /store\.redis\.url: contains credentials while/],
+    ['a controller id with a slash', 'tenants: { T: { targets: { "a/b": { securityToken: x } } } }', /controller id must not be "\." or "\.\." or contain "\/"/],
+    ['a tenant named ..', 'tenants: { "..": {} }', /tenant name must not be "\." or "\.\."/],
   ];
   for (const [condition, text, pattern] of invalid) {
     it(`rejects ${condition}, naming the key`, () => {

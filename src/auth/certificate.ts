@@ -180,8 +180,14 @@ export class CertificateAuthenticator implements Authenticator {
 
     try {
       if (peer === '' && !element) {
-        // A forged XFCC header without trust is a failed credential, not an absent one.
-        return xfccValues.length > 0 ? { outcome: 'failure', reason: 'xfcc_untrusted' } : { outcome: 'absent' };
+        // Certificate headers without trust are failed credentials, not absent ones, so the log says why.
+        if (xfccValues.length > 0) {
+          return { outcome: 'failure', reason: 'xfcc_untrusted' };
+        }
+        if (context.headers.has(this.config.proxyHeaders.controllerIdHeader) || context.headers.has(CLIENT_CERT_HEADER)) {
+          return { outcome: 'failure', reason: 'proxy_untrusted' };
+        }
+        return { outcome: 'absent' };
       }
       const encodedCert = element?.get('cert')?.[0];
       if (peer.length > this.limits.maxCertificateBytes || (encodedCert?.length ?? 0) > this.limits.maxCertificateBytes) {

@@ -10,6 +10,7 @@ export const DENY_REASONS = [
   'path_not_ddi',
   'path_not_canonical',
   'controller_id_invalid',
+  'controller_id_not_ascii',
   'tenant_invalid',
   // credentials (HTTP 401)
   'no_credentials',
@@ -31,6 +32,7 @@ export const DENY_REASONS = [
   'xfcc_malformed',
   'xfcc_multiple_elements',
   'proxy_headers_invalid',
+  'proxy_untrusted',
   'certificate_too_large',
   'certificate_revoked',
   'client_cert_malformed',
@@ -86,6 +88,7 @@ export function httpStatusFor(reason: DenyReason): DenyHttpStatus {
     case 'path_not_ddi':
     case 'path_not_canonical':
     case 'controller_id_invalid':
+    case 'controller_id_not_ascii':
     case 'tenant_invalid':
     case 'request_too_large':
       return 403;

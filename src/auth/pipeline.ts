@@ -21,6 +21,12 @@ export class AuthPipeline {
     private readonly authenticators: readonly Authenticator[],
     private readonly limits: Pick<RequestLimits, 'maxHeaderBytes' | 'maxHeaderCount'>,
     private readonly limiter?: FailureLimiter,
+    /**
+     * Deny controller ids that are not printable ASCII. hawkBit compares its
+     * controller-id header with the decoded path, and a header cannot carry
+     * such an id unchanged, so hawkBit would reject what the edge allowed.
+     */
+    private readonly requireAsciiControllerId = false,
   ) {}
 
   async decide(request: AuthRequest): Promise<Decision> {
@@ -35,6 +41,9 @@ export class AuthPipeline {
       return deny(parsed.reason);
     }
     const target = parsed.target;
+    if (this.requireAsciiControllerId && !/^[\x21-\x7e]+$/.test(target.controllerId)) {
+      return deny('controller_id_not_ascii');
+    }
     const known = { tenant: target.tenant, controllerId: target.controllerId };
     const attempt: Attempt = { source: request.sourceAddress, tenantKey: target.tenantKey, controllerId: target.controllerId };
     const authorization = parseAuthorization(request.headers);

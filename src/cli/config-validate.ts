@@ -14,7 +14,8 @@ export async function configValidateCommand(args: string[], configFlag: string |
     const config = loadConfigFile(path, { env: io.env });
     const tenants = Object.values(config.tenants);
     const targets = tenants.reduce((sum, tenant) => sum + Object.keys(tenant.targets).length, 0);
-    io.out.write(`${config.source}: valid (${tenants.length} tenants, ${targets} targets, store ${config.store.type})\n`);
+    const count = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`;
+    io.out.write(`${config.source}: valid (${count(tenants.length, 'tenant')}, ${count(targets, 'target')}, store ${config.store.type})\n`);
     return EXIT_OK;
   } catch (error) {
     if (error instanceof ConfigError) {

@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import yaml from 'js-yaml';
 import { ConfigError } from './errors.js';
@@ -7,6 +7,7 @@ import { ConfigReader } from './reader.js';
 import type { CacheConfig, RateLimitConfig, ServiceConfig, StoreConfig, TargetEntry, TenantEntry } from './schema.js';
 import { parseListenAddress } from './address.js';
 import { parseCidr } from '../net/cidr.js';
+import { AUTHORIZATION_MAX_LENGTH } from '../auth/authorization-header.js';
 
 /** Environment variable that names the configuration file when `--config` is not given. */
 export const CONFIG_ENV_VAR = 'HAWKBIT_EXT_AUTHZ_CONFIG';
@@ -165,7 +166,17 @@ function readConfig(reader: ConfigReader, document: unknown, source: string): Se
     source,
   };
 
-  validateProxies(reader, config.ddi.certificate.trustedProxies);
+  validateProxies(reader, config.ddi.certificate.trustedProxies, 'ddi.certificate.trustedProxies');
+  validateHeaderNames(reader, config);
+  if (config.tokenDigestKey === '') {
+    reader.fail('tokenDigestKey', 'is empty; remove the key for plain SHA-256 digests, or give a non-empty secret');
+  }
+  if (config.log.destination !== 'stdout' && config.log.destination !== 'stderr') {
+    const problem = logFileProblem(resolve(dirname(source), config.log.destination));
+    if (problem) {
+      reader.fail('log.destination', problem);
+    }
+  }
   if (config.tokenDigestKey) {
     for (const [tenant, entry] of Object.entries(config.tenants)) {
       for (const [controllerId, target] of Object.entries(entry.targets)) {
@@ -178,6 +189,9 @@ function readConfig(reader: ConfigReader, document: unknown, source: string): Se
   const auth = config.upstream.hawkbitHeaderAuth;
   if (auth.enabled && auth.authority.trim() === '') {
     reader.fail('upstream.hawkbitHeaderAuth.authority', 'must be set when hawkbitHeaderAuth is enabled; use the same value as in hawkBit\'s authentication.header.authority');
+  }
+  if (auth.authority !== '' && !/^[\x21-\x7e]+$/.test(auth.authority)) {
+    reader.fail('upstream.hawkbitHeaderAuth.authority', 'must be printable ASCII without spaces, because it is sent as a header value');
   }
   if (auth.enabled && /[,;]/.test(auth.authority)) {
     reader.fail('upstream.hawkbitHeaderAuth.authority', 'must be a single value without "," or ";", because hawkBit splits its header on them');
@@ -196,8 +210,12 @@ function readStore(reader: ConfigReader, value: unknown): StoreConfig {
   }
   const redis = reader.section(store.redis, 'store.redis', ['url', 'keyPrefix', 'username', 'password', 'clientOptions', 'sentinel', 'cluster']);
   const url = reader.string(redis.url, 'store.redis.url', 'redis://127.0.0.1:6379');
+  const maskedUrl = url.replace(/^(rediss?:\/\/[^:@/]*):[^/]*@/, '$1:***@');
   if (!/^rediss?:\/\//.test(url)) {
-    reader.fail('store.redis.url', `"${url.replace(/:[^:@/]*@/, ':***@')}" must start with redis:// or rediss://`);
+    reader.fail('store.redis.url', `"${maskedUrl}" must start with redis:// or rediss://`);
+  }
+  if (/^rediss?:\/\/[^/]*@/.test(url) && (redis.username !== undefined || redis.password !== undefined)) {
+    reader.fail('store.redis.url', 'contains credentials while store.redis.username or password is set too; give them in one place only');
   }
   const passthrough = (key: 'clientOptions' | 'sentinel' | 'cluster'): Record<string, unknown> | undefined =>
     redis[key] === undefined ? undefined : reader.section(redis[key], `store.redis.${key}`, null);
@@ -234,12 +252,7 @@ function readRateLimit(reader: ConfigReader, value: unknown): RateLimitConfig {
     };
   };
   const exemptSources = reader.stringList(rateLimit.exemptSources, 'rateLimit.exemptSources');
-  exemptSources.forEach((entry, index) => {
-    const problem = parseCidrProblem(entry);
-    if (problem) {
-      reader.fail(`rateLimit.exemptSources[${index}]`, problem);
-    }
-  });
+  validateProxies(reader, exemptSources, 'rateLimit.exemptSources');
   return {
     enabled: reader.boolean(rateLimit.enabled, 'rateLimit.enabled', true),
     perSource: window('perSource', 50),
@@ -371,8 +384,8 @@ export function validateTenantName(name: string): string | undefined {
   if (length < 1 || length > 40) {
     return `tenant name must be 1 to 40 characters, as in hawkBit; got ${length}`;
   }
-  if (/[\u0000-\u0020\u007f-\u009f/\\%;]/.test(name)) {
-    return 'tenant name must not contain whitespace, control characters, "/", "\\", "%" or ";", because no DDI path can address it';
+  if (/[\u0000-\u0020\u007f-\u009f/\\%;?#]/.test(name) || name === '.' || name === '..') {
+    return 'tenant name must not be "." or ".." or contain whitespace, control characters, "/", "\\", "%", ";", "?" or "#", because no DDI path can address it';
   }
   return undefined;
 }
@@ -390,7 +403,10 @@ function readTenantConfig(reader: ConfigReader, value: unknown, key: string): Re
       result[name] = reader.boolean(flag, entryKey, false);
     } else if (name === TENANT_CONFIG_KEYS.gatewayTokenKey) {
       const secret = reader.secret(raw, entryKey);
-      if (secret !== undefined) {
+      const problem = secret === undefined || secret === '' ? undefined : validateGatewayKey(secret);
+      if (problem) {
+        reader.fail(entryKey, problem);
+      } else if (secret !== undefined) {
         result[name] = secret;
       }
     } else {
@@ -446,6 +462,20 @@ export function validateControllerId(controllerId: string): string | undefined {
   if (/[\u0000-\u0020\u007f-\u009f]/.test(controllerId)) {
     return 'controller id must not contain whitespace or control characters';
   }
+  if (/[/\\%;?#]/.test(controllerId) || controllerId === '.' || controllerId === '..') {
+    return 'controller id must not be "." or ".." or contain "/", "\\", "%", ";", "?" or "#", because no DDI path can address it';
+  }
+  return undefined;
+}
+
+/** Returns a problem with a gateway key, or undefined when it is valid. The key never appears in it. */
+export function validateGatewayKey(key: string): string | undefined {
+  if (key.length > AUTHORIZATION_MAX_LENGTH - 'GatewayToken '.length) {
+    return `gateway key must be at most ${AUTHORIZATION_MAX_LENGTH - 'GatewayToken '.length} characters; got ${key.length}`;
+  }
+  if (!TOKEN68.test(key)) {
+    return 'gateway key must use only the token68 characters A-Z a-z 0-9 - . _ ~ + / (and trailing =), because devices send it in an Authorization header; check for spaces or a stray line break';
+  }
   return undefined;
 }
 
@@ -460,17 +490,91 @@ export function validateSecurityToken(token: string): string | undefined {
   return undefined;
 }
 
-function validateProxies(reader: ConfigReader, proxies: readonly string[]): void {
+/** Shortest prefixes accepted for trusted ranges; anything broader would trust a large part of the Internet. */
+const MIN_TRUSTED_PREFIX = { ipv4: 8, ipv6: 16 } as const;
+
+/** Validates addresses or CIDRs that are granted trust; rejects ranges so broad that any client would be in them. */
+export function validateProxies(reader: ConfigReader, proxies: readonly string[], key: string): void {
   proxies.forEach((entry, index) => {
-    const problem = parseCidrProblem(entry);
-    if (problem) {
-      reader.fail(`ddi.certificate.trustedProxies[${index}]`, problem);
+    const parsed = parseCidr(entry);
+    if (!parsed.ok) {
+      reader.fail(`${key}[${index}]`, parsed.problem);
+    } else if (parsed.prefix < MIN_TRUSTED_PREFIX[parsed.family]) {
+      reader.fail(
+        `${key}[${index}]`,
+        `"${entry}" is too broad (prefix shorter than /${MIN_TRUSTED_PREFIX[parsed.family]}): every client in it would be trusted; list your proxies' addresses`,
+      );
     }
   });
 }
 
+/** Header names the service must never set or strip as identity, because Envoy or HTTP gives them another meaning. */
+const RESERVED_HEADER_NAMES = new Set([
+  'host', 'authorization', 'connection', 'content-length', 'content-type', 'te', 'transfer-encoding', 'upgrade',
+  'keep-alive', 'proxy-connection', 'x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-client-cert',
+  'x-envoy-original-path',
+]);
 
-function parseCidrProblem(entry: string): string | undefined {
-  const parsed = parseCidr(entry);
-  return parsed.ok ? undefined : parsed.problem;
+/** Checks that the identity and hawkBit header names are distinct and not reserved, and that removeHeaders are header names. */
+function validateHeaderNames(reader: ConfigReader, config: ServiceConfig): void {
+  const identity = config.upstream.identityHeaders;
+  const auth = config.upstream.hawkbitHeaderAuth;
+  const proxy = config.ddi.certificate.proxyHeaders;
+  const named: [string, string][] = [
+    ['upstream.identityHeaders.tenant', identity.tenant],
+    ['upstream.identityHeaders.controllerId', identity.controllerId],
+    ['upstream.identityHeaders.authMethod', identity.authMethod],
+    ['ddi.certificate.proxyHeaders.controllerIdHeader', proxy.controllerIdHeader],
+    ['ddi.certificate.proxyHeaders.authorityHeader', proxy.authorityHeader],
+  ];
+  if (auth.enabled) {
+    named.push(['upstream.hawkbitHeaderAuth.controllerIdHeader', auth.controllerIdHeader], ['upstream.hawkbitHeaderAuth.authorityHeader', auth.authorityHeader]);
+  }
+  const setNames = new Map<string, string>();
+  for (const [key, name] of named) {
+    const lower = name.toLowerCase();
+    if (RESERVED_HEADER_NAMES.has(lower)) {
+      reader.fail(key, `"${name}" is reserved for HTTP or Envoy; choose another header name`);
+    }
+    // Identity headers the service sets must be distinct; proxy headers may repeat hawkBit's own names.
+    if (key.startsWith('upstream.')) {
+      const other = setNames.get(lower);
+      if (other !== undefined) {
+        reader.fail(key, `"${name}" is also used by ${other}; every header the service sets needs its own name`);
+      }
+      setNames.set(lower, key);
+    }
+  }
+  config.upstream.removeHeaders.forEach((name, index) => {
+    if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) {
+      reader.fail(`upstream.removeHeaders[${index}]`, `"${name}" is not a valid HTTP header name (pseudo-headers and empty names cannot be removed)`);
+    }
+  });
 }
+
+/** Returns why log lines cannot be appended to `path`, or undefined when they can. */
+function logFileProblem(path: string): string | undefined {
+  try {
+    const stats = statSync(path, { throwIfNoEntry: false });
+    if (stats?.isDirectory()) {
+      return `${path} is a directory; give a file path`;
+    }
+    if (stats) {
+      accessSync(path, fsConstants.W_OK);
+      return undefined;
+    }
+    // The file is created at start, with its folder; the nearest existing folder must be writable.
+    let folder = dirname(path);
+    while (!existsSync(folder)) {
+      folder = dirname(folder);
+    }
+    if (!statSync(folder).isDirectory()) {
+      return `${folder} is not a directory, so ${path} cannot be created`;
+    }
+    accessSync(folder, fsConstants.W_OK);
+    return undefined;
+  } catch (error) {
+    return `cannot write ${path} (${(error as NodeJS.ErrnoException).code ?? String(error)}); check the path and its permissions`;
+  }
+}
+

@@ -1,3 +1,5 @@
+import { existsSync, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import pino, { type DestinationStream, type Logger } from 'pino';
 
 export type { Logger } from 'pino';
@@ -29,7 +31,28 @@ export function logDestination(destination: string): DestinationStream {
   if (destination === 'stderr') {
     return pino.destination({ fd: 2, sync: false });
   }
-  return pino.destination({ dest: destination, mkdir: true, sync: false });
+  // Opened here, synchronously, so a path that cannot be written fails at start with its name.
+  let fd: number;
+  try {
+    createFolders(dirname(destination));
+    fd = openSync(destination, 'a');
+  } catch (error) {
+    throw new Error(`cannot open log.destination ${destination}: ${(error as NodeJS.ErrnoException).code ?? String(error)}; check the path and its permissions`);
+  }
+  return pino.destination({ fd, sync: false });
+}
+
+/**
+ * Creates a folder and its missing parents one level at a time.
+ * NOTE: `mkdirSync(..., { recursive: true })` never returns for a path below
+ * /proc on Node 20, so the recursion is done here.
+ */
+function createFolders(folder: string): void {
+  if (existsSync(folder)) {
+    return;
+  }
+  createFolders(dirname(folder));
+  mkdirSync(folder);
 }
 
 /** Builds the service's JSON-lines logger; `destination` defaults to stdout. */

@@ -96,7 +96,8 @@ export class RedisOptionsError extends Error {
 
 /** Replaces any password in a Redis URL with `***`, for messages and logs. */
 export function redactRedisUrl(url: string): string {
-  return url.replace(/^(rediss?:\/\/[^:@/]*):[^@/]*@/, '$1:***@');
+  // The userinfo ends at the last "@" before the host, so a raw "@" in the password stays hidden.
+  return url.replace(/^(rediss?:\/\/[^:@/]*):[^/]*@/, '$1:***@');
 }
 
 export interface ConnectionOptions {

@@ -170,7 +170,9 @@ async function warnAboutConflicts(session: AdminSession): Promise<void> {
   }
   for (const conflict of findIssuerHashConflicts(tenants)) {
     session.io.err.write(
-      `warning: tenants ${conflict.tenants[0]} and ${conflict.tenants[1]} both trust issuer hash ${conflict.issuerHash} from different CA keys; give their CAs distinct names\n`,
+      conflict.pinned
+        ? `warning: tenants ${conflict.tenants[0]} and ${conflict.tenants[1]} both trust issuer hash ${conflict.issuerHash} from different CA keys; give their CAs distinct names\n`
+        : `warning: tenants ${conflict.tenants[0]} and ${conflict.tenants[1]} both trust issuer hash ${conflict.issuerHash} without pinning the same CA; pin each tenant's CA\n`,
     );
   }
 }

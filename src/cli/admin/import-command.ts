@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import yaml from 'js-yaml';
-import { TENANT_CONFIG_KEYS, validateControllerId, validateSecurityToken, validateTenantName } from '../../config/load.js';
+import { TENANT_CONFIG_KEYS, validateControllerId, validateGatewayKey, validateSecurityToken, validateTenantName } from '../../config/load.js';
 import { ConfigReader } from '../../config/reader.js';
 import type { ServiceConfig } from '../../config/schema.js';
 import { GATEWAY_KEY_DIGEST_FIELD, PLAIN_TENANT_FIELDS, TENANT_NAME_FIELD } from '../../store/redis-layout.js';
@@ -199,7 +199,7 @@ function parseTenant(
 
   if (reader.problems.length > before) {
     const targetCount = Object.keys(rawTargets).length;
-    result.rejections.push(...reader.problems.slice(before).map((problem) => `${problem} (tenant and its ${targetCount} targets not imported)`));
+    result.rejections.push(...reader.problems.slice(before).map((problem) => `${problem} (tenant and its ${targetCount} target${targetCount === 1 ? '' : 's'} not imported)`));
     result.rejectedTenants += 1;
     result.rejectedTargets += targetCount;
     return undefined;
@@ -233,7 +233,10 @@ function parseTenantConfig(reader: ConfigReader, value: unknown, path: string, d
       fields[name] = String(reader.boolean(flag, key, false));
     } else if (name === TENANT_CONFIG_KEYS.gatewayTokenKey) {
       const secret = reader.secret(raw, key);
-      if (secret !== undefined && secret !== '') {
+      const problem = secret === undefined || secret === '' ? undefined : validateGatewayKey(secret);
+      if (problem) {
+        reader.fail(key, problem);
+      } else if (secret !== undefined && secret !== '') {
         fields[GATEWAY_KEY_DIGEST_FIELD] = digester.digest(secret).toString('hex');
       }
     } else {
