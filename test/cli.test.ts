@@ -3,7 +3,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BUNDLED_CONFIG } from '../src/cli/config-path.js';
-import { runCli, runCliAsync, startServe, type ServeProcess } from './helpers/cli.js';
+import { spawn } from 'node:child_process';
+import { CLI, runCli, runCliAsync, startServe, type ServeProcess } from './helpers/cli.js';
+import { freeLoopbackPort } from './helpers/redis-server.js';
 
 /** The bundled example with free ports, so tests never collide with a running service. */
 function exampleOnFreePorts(): string {
@@ -147,5 +149,41 @@ describe('command line', () => {
       expect(code).to.equal(0);
       expect(serve.records.map((record) => record.msg)).to.include('service stopped');
     });
+  });
+});
+
+describe('serve with worker processes', function () {
+  this.timeout(60_000);
+
+  it('answers Checks from every worker and stops on SIGTERM', async () => {
+    // Workers share the listening sockets, so the ports must be fixed; port 0 would give each its own.
+    const grpcPort = await freeLoopbackPort();
+    const httpPort = await freeLoopbackPort();
+    const dir = mkdtempSync(join(tmpdir(), 'workers-test-'));
+    const config = join(dir, 'config.yaml');
+    const text = readFileSync(BUNDLED_CONFIG, 'utf8').replace('127.0.0.1:9191', `127.0.0.1:${grpcPort}`).replace('127.0.0.1:9192', `127.0.0.1:${httpPort}`);
+    writeFileSync(config, `workers: 2\n${text}`);
+
+    const child = spawn(process.execPath, [CLI, '--config', config, 'serve'], { env: { ...process.env, HAWKBIT_EXT_AUTHZ_CONFIG: '' } });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    try {
+      const deadline = Date.now() + 20_000;
+      while ((output.match(/"msg":"service started"/g) ?? []).length < 2) {
+        expect(Date.now(), output).to.be.lessThan(deadline);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      for (let i = 0; i < 4; i++) {
+        const result = await runCliAsync(['check', '--address', `127.0.0.1:${grpcPort}`, '--path', '/DEFAULT/controller/v1/device-01', '--header', `Authorization: TargetToken ${EXAMPLE_TOKEN}`]);
+        expect(result.status, result.stderr).to.equal(0);
+      }
+      expect((await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status).to.equal(200);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).to.equal(0);
+    expect((output.match(/"msg":"service stopped"/g) ?? []).length).to.equal(2);
   });
 });

@@ -15,7 +15,7 @@ const USAGE = `Usage: hawkbit-ext-authz [--config FILE] COMMAND [options]
 Envoy ext_authz service that authenticates Eclipse hawkBit DDI devices.
 
 Commands:
-  serve                      run the service (what npm start runs)
+  serve [--workers N]        run the service (what npm start runs); N > 1 forks N worker processes
   check --path PATH ...      send one Check as Envoy would and print the decision
   issuer-hash FILE           print the OpenSSL issuer hash and CA fingerprints of a certificate
   config validate [FILE]     validate a configuration file without starting anything
@@ -30,6 +30,34 @@ Options:
   --version       print the version
 `;
 
+/** Usage of the commands that print their own help here rather than in their module. */
+const COMMAND_USAGE: Record<string, string> = {
+  serve: `Usage: hawkbit-ext-authz [--config FILE] serve [--workers N]
+
+Runs the service: gRPC ext_authz and grpc.health.v1 on grpc.address, /healthz,
+/readyz and /metrics on http.address. SIGTERM or SIGINT drain and stop it;
+SIGHUP reloads the configuration file.
+
+  --workers N   run N worker processes (1 to 256) on the same ports, supervised
+                by this process, which restarts a crashed worker; default 1,
+                a single process
+`,
+  'issuer-hash': `Usage: hawkbit-ext-authz issuer-hash FILE
+
+Prints the issuer hash of the certificate in FILE (PEM, or DER), as
+openssl x509 -issuer_hash prints it, for authentication.header.authority.
+Further certificates in FILE are read as its chain (leaf first): labelled
+lines follow with the SHA-256 fingerprints of the CAs on the verified path,
+and the leaf's signed-part digest (tbs_sha256) for revocation.
+`,
+  config: `Usage: hawkbit-ext-authz config validate [FILE]
+
+Validates a configuration file without starting anything; FILE defaults to
+--config, then $HAWKBIT_EXT_AUTHZ_CONFIG, then the bundled example. Exits 0
+when valid, 1 with every problem listed when not.
+`,
+};
+
 type ConfiguredCommand = (args: string[], config: ServiceConfig, io: CliIo) => Promise<number>;
 
 /** Admin commands load on use, so `serve` never loads the Redis client it may not need. */
@@ -37,7 +65,9 @@ const adminCommand =
   (name: 'tenantCommand' | 'targetCommand' | 'importCommand' | 'certCommand'): ConfiguredCommand =>
   async (args, config, io) => {
     const admin = await import('./admin/index.js');
-    return admin[name](args, config, io);
+    // `cert pin --help` and the like print the command's usage, whatever else was given.
+    const wantsHelp = args.includes('--help') || args.includes('-h');
+    return admin[name](wantsHelp ? ['--help'] : args, config, io);
   };
 
 const CONFIGURED_COMMANDS: Record<string, ConfiguredCommand> = {
@@ -79,6 +109,11 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   }
 
   try {
+    const wantsHelp = args.includes('--help') || args.includes('-h');
+    if (wantsHelp && COMMAND_USAGE[command] !== undefined) {
+      io.out.write(COMMAND_USAGE[command]);
+      return EXIT_OK;
+    }
     if (command === 'issuer-hash') {
       return await issuerHashCommand(args, io.out, io.err);
     }
@@ -90,12 +125,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       io.err.write(`error: unknown command "${command}"; run hawkbit-ext-authz --help for the list\n`);
       return EXIT_ERROR;
     }
-    if (command === 'serve' && (args.includes('--help') || args.includes('-h'))) {
-      io.out.write(USAGE);
-      return EXIT_OK;
-    }
     // Help needs no configuration, so a broken file does not hide it.
-    const wantsHelp = args.includes('--help') || args.includes('-h');
     const { path } = resolveConfigPath(configFlag, io.env);
     const config = wantsHelp ? parseConfig('', path) : loadConfigFile(path, { env: io.env });
     return await run(args, config, io);
@@ -116,6 +146,13 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
 const isEntryPoint = process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1];
 const isShim = process.argv[1]?.endsWith('hawkbit-ext-authz.js') || process.argv[1]?.endsWith('hawkbit-ext-authz');
 if (isEntryPoint || isShim) {
+  // A reader that closes early (`check ... | head -1`) is not an error of the command.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') {
+      process.exit(process.exitCode ?? 0);
+    }
+    throw error;
+  });
   const io: CliIo = { out: process.stdout, err: process.stderr, stdin: process.stdin, env: process.env };
   runCli(process.argv.slice(2), io).then(
     (code) => {

@@ -5,22 +5,41 @@ import { watchConfigFile } from '../config/watch.js';
 import { createLogger, logDestination, type Logger } from '../observability/logger.js';
 import { createService, type ServiceHandle } from '../service.js';
 import { UsageError, type CliIo } from './io.js';
+import { attachToPrimary, detachFromPrimary, parseWorkersFlag, runPrimary, shouldRunPrimary, STOP_GRACE_MS, workerLogger } from './workers.js';
 
 /** Exit code that tells the entry point the process stays up until a signal. */
 export const KEEP_RUNNING = -1;
 
 /**
  * `serve`: runs the service until SIGTERM or SIGINT, then drains and exits.
+ * With `--workers N` above 1, the process forks N workers that each run the
+ * service on the same ports (see workers.ts) and only supervises them.
  * SIGHUP, and a change of the file when `reload.watch` is on, reload the
  * configuration; an invalid file keeps the running one.
  */
 export async function serveCommand(args: string[], config: ServiceConfig, io: CliIo): Promise<number> {
-  if (args.length > 0) {
-    throw new UsageError(`serve takes no arguments besides --config; got "${args.join(' ')}"`);
+  const { workers, rest } = parseWorkersFlag(args);
+  if (rest.length > 0) {
+    throw new UsageError(`serve takes no arguments besides --config and --workers; got "${rest.join(' ')}"`);
   }
-  const logger = createLogger(config.log.level, logDestination(config.log.destination));
+  const logger = workerLogger(createLogger(config.log.level, logDestination(config.log.destination)));
+  const workerCount = workers ?? config.workers;
+  if (shouldRunPrimary(workerCount)) {
+    logger.info({ config: config.source }, 'configuration loaded');
+    const { drainDelayMs, timeoutMs } = config.shutdown;
+    const code = await runPrimary({ count: workerCount, logger, stopTimeoutMs: drainDelayMs + timeoutMs + STOP_GRACE_MS });
+    logger.flush();
+    return code;
+  }
   logger.info({ config: config.source }, 'configuration loaded');
-  const service = await createService(config, { logger });
+  let service: ServiceHandle;
+  try {
+    service = await createService(config, { logger });
+  } catch (error) {
+    detachFromPrimary();
+    throw error;
+  }
+  attachToPrimary(() => service.stop(), logger);
 
   const reload = createReloader(service, logger, io.env);
   process.on('SIGHUP', () => reload('SIGHUP'));

@@ -73,7 +73,7 @@ export function parseConfig(text: string, source: string, options: LoadOptions =
 
 function readConfig(reader: ConfigReader, document: unknown, source: string): ServiceConfig {
   const root = reader.section(document, '', [
-    'grpc', 'http', 'mode', 'log', 'metrics', 'limits', 'reload', 'ddi', 'upstream', 'store', 'tokenDigestKey', 'cache', 'rateLimit', 'shutdown', 'tenants',
+    'workers', 'grpc', 'http', 'mode', 'log', 'metrics', 'limits', 'reload', 'ddi', 'upstream', 'store', 'tokenDigestKey', 'cache', 'rateLimit', 'shutdown', 'tenants',
   ]);
 
   const grpc = reader.section(root.grpc, 'grpc', ['address', 'tls', 'maxReceiveMessageBytes', 'maxConcurrentStreams', 'keepaliveTimeMs', 'keepaliveTimeoutMs']);
@@ -103,6 +103,7 @@ function readConfig(reader: ConfigReader, document: unknown, source: string): Se
 
   const limits = reader.section(root.limits, 'limits', ['maxHeaderBytes', 'maxHeaderCount', 'maxCertificateBytes', 'maxChainCertificates']);
   const config: ServiceConfig = {
+    workers: reader.integer(root.workers, 'workers', 1, 1, 256),
     limits: {
       maxHeaderBytes: reader.integer(limits.maxHeaderBytes, 'limits.maxHeaderBytes', 96 * 1024, 1024),
       maxHeaderCount: reader.integer(limits.maxHeaderCount, 'limits.maxHeaderCount', 200, 8),

@@ -136,6 +136,8 @@ export interface RequestLimits {
 }
 
 export interface ServiceConfig {
+  /** Worker processes `serve` runs on the same ports; 1 runs a single process. `--workers` wins. */
+  workers: number;
   limits: RequestLimits;
   grpc: GrpcConfig;
   http: { address: string };

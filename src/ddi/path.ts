@@ -87,13 +87,30 @@ export function parseDdiPath(rawTarget: string): DdiPathResult {
 
   const tenant = decoded[0];
   const controllerId = decoded[3];
-  if ([...tenant].length > TENANT_MAX_LENGTH || WHITESPACE_OR_CONTROL.test(tenant)) {
+  if (exceedsCodePoints(tenant, TENANT_MAX_LENGTH) || WHITESPACE_OR_CONTROL.test(tenant)) {
     return { ok: false, reason: 'tenant_invalid' };
   }
-  if ([...controllerId].length > CONTROLLER_ID_MAX_LENGTH || WHITESPACE_OR_CONTROL.test(controllerId)) {
+  if (exceedsCodePoints(controllerId, CONTROLLER_ID_MAX_LENGTH) || WHITESPACE_OR_CONTROL.test(controllerId)) {
     return { ok: false, reason: 'controller_id_invalid' };
   }
   return { ok: true, target: { tenant, tenantKey: tenant.toUpperCase(), controllerId } };
+}
+
+/**
+ * Checks whether a string has more than `max` code points. A string never has more code points than UTF-16
+ * units, so the count, which walks the string, runs only for strings longer than `max` units.
+ */
+function exceedsCodePoints(value: string, max: number): boolean {
+  if (value.length <= max) {
+    return false;
+  }
+  let count = 0;
+  for (const _codePoint of value) {
+    if (++count > max) {
+      return true;
+    }
+  }
+  return false;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, hash, timingSafeEqual } from 'node:crypto';
 
 /**
  * Turns a secret (target token or gateway key) into the digest that stores keep.
@@ -20,7 +20,8 @@ export class TokenDigester {
     if (this.#hmacKey) {
       return createHmac('sha256', this.#hmacKey).update(secret, 'utf8').digest();
     }
-    return createHash('sha256').update(secret, 'utf8').digest();
+    // One-shot hash: about half the cost of createHash().update().digest() for a short secret, on every token Check.
+    return hash('sha256', secret, 'buffer');
   }
 
   /** Compares a presented secret with a stored digest in constant time. */

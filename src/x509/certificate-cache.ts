@@ -10,6 +10,9 @@ export const DEFAULT_CERTIFICATE_CACHE_ENTRIES = 1000;
 /** Maximum number of certificates accepted in one chain. Clients send the leaf and a few CAs. */
 export const MAX_CHAIN_CERTIFICATES = 16;
 
+/** A character that latin1 cannot encode one to one. */
+const BEYOND_LATIN1 = /[^\u0000-\u00ff]/;
+
 type CacheEntry =
   | { ok: true; value: ParsedCertificate | ParsedCertificate[] }
   | { ok: false; error: CertificateError };
@@ -85,8 +88,15 @@ export class CertificateCache {
       throw invalidCertificate(`encoded PEM has ${encoded.length} characters, more than the limit of ${MAX_ENCODED_PEM_CHARS}`);
     }
 
-    // UTF-16 keeps lone surrogates apart, which UTF-8 would map to the same replacement bytes.
-    const key = createHash('sha256').update(kind).update('\0').update(encoded, 'utf16le').digest('hex');
+    // Envoy's encoded PEM is ASCII, so it is hashed one byte per character (latin1 maps U+0000..U+00FF one to one),
+    // which halves the hashed bytes. Any other string is hashed as UTF-16 under its own tag, which keeps lone
+    // surrogates apart (UTF-8 would map them all to the same replacement bytes), so no two strings share a key.
+    const oneByte = !BEYOND_LATIN1.test(encoded);
+    const key = createHash('sha256')
+      .update(kind)
+      .update(oneByte ? '\0latin1\0' : '\0utf16le\0')
+      .update(encoded, oneByte ? 'latin1' : 'utf16le')
+      .digest('hex');
     let entry = this.#entries.get(key);
     if (entry) {
       this.stats.hits++;

@@ -1,0 +1,399 @@
+/**
+ * Measures one scenario. It starts the service and, for comparison, the no-op
+ * server. It drives each first at saturation, then at one fixed rate that
+ * both sustain, verifies the decisions, and collects CPU and memory figures.
+ *
+ * The two servers take turns in short rounds (service, no-op, service, ...)
+ * rather than one long run each, so that other load on a shared machine
+ * falls on both about equally.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CheckRequestMessage, CheckResponseMessage } from '../src/envoy/messages.js';
+import { decisionMismatch, sendCheck } from './check-client.js';
+import type { BenchCertificates } from './certificates.js';
+import { grpcRequestBody } from './grpc-frame.js';
+import { H2loadError, percentile, runLoad, type LoadResult } from './h2load.js';
+import { machineBusySeconds } from './machine-load.js';
+import type { ConfigContext, ExpectedDecision, Scenario } from './scenarios.js';
+import { ServerProcess } from './server-process.js';
+import { freeLoopbackPort } from './tools.js';
+
+/** Calls sent with the gRPC client after the load, to check every server's decision on the wire. */
+const SPOT_CHECKS = 3;
+/** Calls sent to get the scenario's decision before the load; above the failure limiter's default per-target limit. */
+const CAPTURE_ATTEMPTS = 100;
+/** Tries of one load run when h2load ends abnormally. */
+const H2LOAD_ATTEMPTS = 2;
+
+export interface LoadShape {
+  /** HTTP/2 connections of the load generator. */
+  connections: number;
+  /** Concurrent calls per connection. */
+  streams: number;
+  warmupSeconds: number;
+  /** Length of one measured round, in seconds. */
+  durationSeconds: number;
+  /** Rounds per phase; each server runs once per round. */
+  rounds: number;
+  /** Fixed-rate phase: this fraction of the lower of the two saturated throughputs. */
+  rateFraction: number;
+}
+
+/** One load run against one server, with the server's CPU over the same interval. */
+export interface RunResult {
+  throughput: number;
+  succeeded: number;
+  durationsMs: Float64Array;
+  /** Server CPU seconds (all threads, all processes). */
+  cpuSeconds: number;
+  /** Server CPU seconds of the event-loop threads per second of the run; 1.0 is one core fully busy. */
+  mainThreadUtilisation: number;
+  /** h2load CPU seconds per second of the run. */
+  loadGeneratorUtilisation: number;
+  /** CPU seconds per second used by everything else on the machine during the run. */
+  otherUtilisation: number;
+}
+
+/** The rounds of one phase against one server, combined. */
+export interface PhaseResult {
+  /** Median over the rounds of successful calls per second. */
+  throughput: number;
+  /** Percentiles over the calls of all rounds, in milliseconds. */
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  /** Server CPU seconds per 1000 calls, over all rounds. */
+  cpuSecondsPer1k: number;
+  /** Medians over the rounds. */
+  mainThreadUtilisation: number;
+  loadGeneratorUtilisation: number;
+  /** Highest over the rounds. */
+  otherUtilisation: number;
+  rounds: number[];
+}
+
+export interface ServerResult {
+  startupSeconds: number;
+  peakRssBytes: number;
+  saturated: PhaseResult;
+  fixedRate?: PhaseResult;
+}
+
+export interface ScenarioResult {
+  scenario: string;
+  title: string;
+  kind: Scenario['kind'];
+  service: ServerResult;
+  noop?: ServerResult;
+  /** Offered calls per second of the fixed-rate phase. */
+  rate?: number;
+  /** Method and count of the decision verification, for the report. */
+  verification: string;
+}
+
+export interface MeasureContext {
+  folder: string;
+  certificates: BenchCertificates;
+  redisUrl?: string;
+  shape: LoadShape;
+  /** `node` options for the service process, e.g. `--cpu-prof`. */
+  serviceNodeOptions?: string[];
+  log: (line: string) => void;
+}
+
+/** A running server and the name the report gives it. */
+export interface Target {
+  name: string;
+  server: ServerProcess;
+  address: string;
+}
+
+/** Runs one scenario from start to stop; throws when a decision is wrong or a server fails. */
+export async function measureScenario(scenario: Scenario, context: MeasureContext): Promise<ScenarioResult> {
+  const { folder, shape, log } = context;
+  const serviceConfig = await writeConfig(scenario, context, `${scenario.name}-service`);
+  const bodyPath = join(folder, `${scenario.name}.body`);
+  const request = scenario.request(context.certificates);
+  writeFileSync(bodyPath, grpcRequestBody(request));
+
+  const servers: Target[] = [];
+  try {
+    const service = await ServerProcess.start({
+      kind: 'service',
+      address: serviceConfig.address,
+      configPath: serviceConfig.path,
+      workers: scenario.workers,
+      logPath: join(folder, `${scenario.name}-service.log`),
+      nodeOptions: context.serviceNodeOptions,
+    });
+    servers.push({ name: 'service', server: service, address: serviceConfig.address });
+    log(`  service ready ${service.startupSeconds.toFixed(2)} s after spawn`);
+    const response = await captureResponse(serviceConfig.address, request, scenario.expected);
+
+    if (scenario.baseline) {
+      const noopConfig = await writeConfig(scenario, context, `${scenario.name}-noop`);
+      const responsePath = join(folder, `${scenario.name}-response.json`);
+      writeFileSync(responsePath, JSON.stringify(response));
+      const noop = await ServerProcess.start({
+        kind: 'no-op',
+        address: noopConfig.address,
+        configPath: noopConfig.path,
+        responsePath,
+        logPath: join(folder, `${scenario.name}-noop.log`),
+      });
+      servers.push({ name: 'no-op', server: noop, address: noopConfig.address });
+    }
+
+    const logOffset = service.logSize();
+    for (const target of servers) {
+      await runOnce(target, bodyPath, { ...shape, durationSeconds: shape.warmupSeconds });
+    }
+    const saturated = await runPhase(servers, bodyPath, shape, undefined, log);
+
+    let rate: number | undefined;
+    let fixed: Map<string, PhaseResult> | undefined;
+    if (servers.length > 1) {
+      rate = Math.floor(shape.rateFraction * Math.min(...[...saturated.values()].map((phase) => phase.throughput)));
+      fixed = await runPhase(servers, bodyPath, shape, rate, log);
+    }
+
+    const served = [...saturated.get('service')!.rounds, ...(fixed?.get('service')?.rounds ?? [])].reduce((sum, count) => sum + count, 0);
+    const verification = await verifyService(service, serviceConfig.address, logOffset, served, scenario, request);
+    for (const target of servers.slice(1)) {
+      await spotCheck(target.address, request, scenario.expected, target.name);
+    }
+
+    const resultOf = (target: Target): ServerResult => ({
+      startupSeconds: target.server.startupSeconds,
+      peakRssBytes: target.server.peakRssBytes(),
+      saturated: saturated.get(target.name)!,
+      fixedRate: fixed?.get(target.name),
+    });
+    return {
+      scenario: scenario.name,
+      title: scenario.title,
+      kind: scenario.kind,
+      service: resultOf(servers[0]),
+      noop: servers[1] ? resultOf(servers[1]) : undefined,
+      rate,
+      verification,
+    };
+  } finally {
+    for (const target of servers) {
+      await target.server.stop();
+    }
+  }
+}
+
+/** Writes the scenario's configuration with fresh loopback ports. */
+export async function writeConfig(scenario: Scenario, context: MeasureContext, name: string): Promise<{ path: string; address: string }> {
+  const configContext: ConfigContext = {
+    grpcAddress: `127.0.0.1:${await freeLoopbackPort()}`,
+    httpAddress: `127.0.0.1:${await freeLoopbackPort()}`,
+    certificates: context.certificates,
+    redisUrl: context.redisUrl,
+  };
+  const path = join(context.folder, `${name}.yaml`);
+  writeFileSync(path, scenario.config(configContext));
+  return { path, address: configContext.grpcAddress };
+}
+
+/** Rounds of the same load against each server in turn; returns each server's combined result by name. */
+async function runPhase(
+  servers: Target[],
+  bodyPath: string,
+  shape: LoadShape,
+  rate: number | undefined,
+  log: (line: string) => void,
+): Promise<Map<string, PhaseResult>> {
+  const runs = new Map<string, RunResult[]>(servers.map((target) => [target.name, []]));
+  for (let round = 0; round < shape.rounds; round++) {
+    for (const target of servers) {
+      runs.get(target.name)!.push(await runOnce(target, bodyPath, shape, rate));
+    }
+  }
+  const results = new Map<string, PhaseResult>();
+  for (const target of servers) {
+    const phase = combine(runs.get(target.name)!);
+    results.set(target.name, phase);
+    log(`  ${target.name.padEnd(7)} ${rate === undefined ? 'saturated' : `at ${rate}/s`}: ${describePhase(phase)}`);
+  }
+  return results;
+}
+
+/** Runs the load once and reads the server's CPU and the machine's other load before and after it. */
+export async function runOnce(target: Target, bodyPath: string, shape: LoadShape, rate?: number): Promise<RunResult> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await runOnceAttempt(target, bodyPath, shape, rate);
+    } catch (error) {
+      // NOTE: h2load 1.52 has now and then exited abnormally at the end of a `-D` run; one such run is repeated.
+      if (!(error instanceof H2loadError) || attempt >= H2LOAD_ATTEMPTS) {
+        throw error;
+      }
+      process.stderr.write(`${error.message.split('\n')[0]}; repeating the run\n`);
+    }
+  }
+}
+
+async function runOnceAttempt(target: Target, bodyPath: string, shape: LoadShape, rate?: number): Promise<RunResult> {
+  const before = target.server.sampleCpu();
+  const machineBefore = machineBusySeconds();
+  const load: LoadResult = await runLoad({
+    address: target.address,
+    bodyPath,
+    connections: shape.connections,
+    streams: shape.streams,
+    durationSeconds: shape.durationSeconds,
+    rate,
+    logPath: `${bodyPath}.h2load.tsv`,
+  });
+  const machineAfter = machineBusySeconds();
+  const after = target.server.sampleCpu();
+  if (load.failed > 0 || load.errored > 0) {
+    throw new Error(`${target.name}: ${load.failed} calls failed and ${load.errored} errored under load; see ${target.server.spec.logPath}`);
+  }
+  const seconds = after.at - before.at;
+  const serverSeconds = after.processSeconds - before.processSeconds;
+  return {
+    throughput: load.throughput,
+    succeeded: load.succeeded,
+    durationsMs: load.durationsMs,
+    cpuSeconds: serverSeconds,
+    mainThreadUtilisation: (after.mainThreadSeconds - before.mainThreadSeconds) / seconds,
+    loadGeneratorUtilisation: load.loadGeneratorCpuSeconds / load.wallSeconds,
+    otherUtilisation: Math.max(0, machineAfter - machineBefore - serverSeconds - load.loadGeneratorCpuSeconds) / seconds,
+  };
+}
+
+export function combine(runs: RunResult[]): PhaseResult {
+  const durations = new Float64Array(runs.reduce((sum, run) => sum + run.durationsMs.length, 0));
+  let offset = 0;
+  for (const run of runs) {
+    durations.set(run.durationsMs, offset);
+    offset += run.durationsMs.length;
+  }
+  durations.sort();
+  const calls = runs.reduce((sum, run) => sum + run.succeeded, 0);
+  return {
+    throughput: median(runs.map((run) => run.throughput)),
+    p50Ms: percentile(durations, 0.5),
+    p99Ms: percentile(durations, 0.99),
+    p999Ms: percentile(durations, 0.999),
+    cpuSecondsPer1k: (runs.reduce((sum, run) => sum + run.cpuSeconds, 0) / calls) * 1000,
+    mainThreadUtilisation: median(runs.map((run) => run.mainThreadUtilisation)),
+    loadGeneratorUtilisation: median(runs.map((run) => run.loadGeneratorUtilisation)),
+    otherUtilisation: Math.max(...runs.map((run) => run.otherUtilisation)),
+    rounds: runs.map((run) => run.succeeded),
+  };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+/**
+ * h2load counts HTTP 200 as success, so the service's own decision log is
+ * counted instead: every decision logged during the load must be the expected
+ * one, and there must be one for every call h2load counted. With logging off,
+ * only the calls sent with the gRPC client after the load are checked.
+ */
+async function verifyService(
+  service: ServerProcess,
+  address: string,
+  logOffset: number,
+  served: number,
+  scenario: Scenario,
+  request: CheckRequestMessage,
+): Promise<string> {
+  const expected = scenario.expected;
+  const markers =
+    expected.result === 'allow'
+      ? [`"method":"${expected.method}"`]
+      : [expected.reason, ...(expected.alternatives ?? []).map((alternative) => alternative.reason)].map((reason) => `"reason":"${reason}"`);
+  const marker = markers.join(' or ');
+  let counted = { matching: 0, other: 0 };
+  for (let attempt = 0; attempt < 20; attempt++) {
+    counted = countDecisions(service.logSince(logOffset), expected.result, markers);
+    if (counted.matching + counted.other >= served) {
+      break;
+    }
+    // Log lines are written asynchronously; give the last ones time to land.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await spotCheck(address, request, expected, 'service');
+  if (counted.other > 0) {
+    throw new Error(`${scenario.name}: ${counted.other} logged decisions are not ${expected.result} with ${marker}; see ${service.spec.logPath}`);
+  }
+  if (counted.matching === 0) {
+    return `decision log off; ${SPOT_CHECKS} calls checked with a gRPC client after the load`;
+  }
+  if (counted.matching < served) {
+    throw new Error(`${scenario.name}: h2load counted ${served} successful calls but the service logged ${counted.matching} decisions`);
+  }
+  return `${counted.matching} decisions logged during the load (h2load counted ${served} answers), all ${expected.result} with ${marker}`;
+}
+
+function countDecisions(text: string, result: string, markers: string[]): { matching: number; other: number } {
+  let matching = 0;
+  let other = 0;
+  for (const line of text.split('\n')) {
+    if (!line.includes('"result":"')) {
+      continue;
+    }
+    if (line.includes(`"result":"${result}"`) && markers.some((marker) => line.includes(marker))) {
+      matching++;
+    } else {
+      other++;
+    }
+  }
+  return { matching, other };
+}
+
+/**
+ * Sends the request until the service makes the expected decision, and
+ * returns that response, which the no-op server then repeats. Most scenarios
+ * decide so on the first call; behind the failure limiter the expected 429
+ * comes once the limit is used up.
+ */
+async function captureResponse(address: string, request: CheckRequestMessage, expected: ExpectedDecision): Promise<CheckResponseMessage> {
+  let mismatch = '';
+  for (let attempt = 0; attempt < CAPTURE_ATTEMPTS; attempt++) {
+    const response = await sendCheck(address, request);
+    const problem = decisionMismatch(response, expected);
+    if (problem === undefined) {
+      return response;
+    }
+    mismatch = problem;
+  }
+  throw new Error(`service: ${mismatch}, still after ${CAPTURE_ATTEMPTS} calls`);
+}
+
+async function spotCheck(address: string, request: CheckRequestMessage, expected: ExpectedDecision, who: string): Promise<void> {
+  const accepted = [expected, ...(expected.alternatives ?? []).map((alternative) => ({ ...expected, ...alternative }))];
+  for (let index = 0; index < SPOT_CHECKS; index++) {
+    const response = await sendCheck(address, request);
+    const mismatches = accepted.map((decision) => decisionMismatch(response, decision));
+    if (mismatches.every((mismatch) => mismatch !== undefined)) {
+      throw new Error(`${who}: ${mismatches[0]}`);
+    }
+  }
+}
+
+function assertDecision(response: CheckResponseMessage, expected: ExpectedDecision, who: string): void {
+  const mismatch = decisionMismatch(response, expected);
+  if (mismatch !== undefined) {
+    throw new Error(`${who}: ${mismatch}`);
+  }
+}
+
+export function describePhase(phase: PhaseResult): string {
+  return (
+    `${Math.round(phase.throughput)} calls/s, p50 ${phase.p50Ms.toFixed(2)} ms, p99 ${phase.p99Ms.toFixed(2)} ms, ` +
+    `event loop ${(phase.mainThreadUtilisation * 100).toFixed(0)}%, h2load ${(phase.loadGeneratorUtilisation * 100).toFixed(0)}%, ` +
+    `other load up to ${(phase.otherUtilisation * 100).toFixed(0)}% of a core`
+  );
+}

@@ -1,0 +1,60 @@
+/**
+ * The baseline of the benchmark: a Check server on the same gRPC library,
+ * proto loading and server options as the service, which returns one fixed
+ * CheckResponse without reading the request.
+ *
+ *   node dist/bench/noop-server.js CONFIG.yaml RESPONSE.json
+ *
+ * It listens on the configuration's `grpc.address` with the same gRPC server
+ * options the service derives from that file, prints one JSON line when it
+ * listens, and stops on SIGTERM or SIGINT.
+ */
+import { readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import type { CheckResponseMessage } from '../src/envoy/messages.js';
+import { HealthService } from '../src/envoy/health.js';
+import { AUTHORIZATION_SERVICE_NAME, authorizationService, healthService } from '../src/envoy/proto.js';
+import { loadConfigFile } from '../src/config/load.js';
+
+const [configPath, responsePath] = process.argv.slice(2);
+if (configPath === undefined || responsePath === undefined) {
+  process.stderr.write('usage: node dist/bench/noop-server.js CONFIG.yaml RESPONSE.json\n');
+  process.exit(2);
+}
+const config = loadConfigFile(configPath);
+const address = config.grpc.address;
+const response = JSON.parse(readFileSync(responsePath, 'utf8')) as CheckResponseMessage;
+
+// NOTE: a copy of the options src/service.ts passes to grpc.Server; keep the two in step.
+const server = new grpc.Server({
+  'grpc.max_receive_message_length': config.grpc.maxReceiveMessageBytes,
+  'grpc.max_send_message_length': 4 * 1024 * 1024,
+  'grpc.max_concurrent_streams': config.grpc.maxConcurrentStreams,
+  'grpc.keepalive_time_ms': config.grpc.keepaliveTimeMs,
+  'grpc.keepalive_timeout_ms': config.grpc.keepaliveTimeoutMs,
+  'grpc.keepalive_permit_without_calls': 1,
+  'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+});
+server.addService(authorizationService().service, {
+  Check: (_call: grpc.ServerUnaryCall<unknown, CheckResponseMessage>, callback: grpc.sendUnaryData<CheckResponseMessage>) => {
+    callback(null, response);
+  },
+});
+// grpc.health.v1 as the service has it, so the benchmark's readiness probe works on both.
+const health = new HealthService(['', AUTHORIZATION_SERVICE_NAME]);
+health.setAll('SERVING');
+server.addService(healthService().service, health.handlers());
+server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, port) => {
+  if (error) {
+    process.stderr.write(`no-op server: cannot listen on ${address}: ${error.message}\n`);
+    process.exit(1);
+  }
+  process.stdout.write(`${JSON.stringify({ msg: 'service started', server: 'no-op', port, time: new Date().toISOString() })}\n`);
+});
+
+const stop = (): void => {
+  server.tryShutdown(() => process.exit(0));
+  setTimeout(() => process.exit(0), 2000).unref();
+};
+process.once('SIGTERM', stop);
+process.once('SIGINT', stop);

@@ -1,0 +1,232 @@
+/**
+ * Prints the benchmark's results as Markdown tables, so a run can be pasted
+ * into docs/benchmarks.md as it is, followed by the targets and whether each
+ * one was met in this run.
+ */
+import type { LoadShape, PhaseResult, ScenarioResult, ServerResult } from './measure.js';
+import type { SaturationStep } from './saturation.js';
+
+export interface RedisImportResult {
+  targets: number;
+  seconds: number;
+  usedMemoryBeforeBytes: number;
+  usedMemoryAfterBytes: number;
+}
+
+export interface Report {
+  machine: string[];
+  shape: LoadShape;
+  results: ScenarioResult[];
+  saturation?: SaturationStep[];
+  redisImport?: RedisImportResult;
+}
+
+/** Start-up time limit of the service with 100,000 targets in the embedded store, in seconds. */
+const STARTUP_LIMIT_SECONDS = 2;
+/**
+ * Run-to-run spread of throughput on the same machine, as a fraction, within
+ * which "deny no slower than allow" still counts as met. NOTE: an estimate
+ * from repeated runs on a shared 2-core machine; a quieter machine can use less.
+ */
+const NOISE_FRACTION = 0.03;
+
+export function printReport(report: Report, log: (line: string) => void): void {
+  const { results, shape } = report;
+  log(`## Saturated: ${shape.connections} connections x ${shape.streams} streams, ${shape.rounds} rounds of ${shape.durationSeconds} s per server`);
+  log('');
+  table(
+    log,
+    ['scenario', 'server', 'calls/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'CPU s / 1k calls', 'event loop', 'other load', 'peak RSS MiB', 'start-up s'],
+    results.flatMap((result) => [
+      serverRow(result.scenario, 'service', result.service, result.service.saturated),
+      ...(result.noop ? [serverRow(result.scenario, 'no-op', result.noop, result.noop.saturated)] : []),
+    ]),
+  );
+
+  const fixed = results.filter((result) => result.rate !== undefined);
+  if (fixed.length > 0) {
+    log('');
+    log(`## Same fixed rate for both servers (${Math.round(shape.rateFraction * 100)}% of the lower saturated throughput)`);
+    log('');
+    table(
+      log,
+      ['scenario', 'calls/s offered', 'service p50', 'service p99', 'service p99.9', 'no-op p50', 'no-op p99', 'no-op p99.9'],
+      fixed.map((result) => {
+        const service = result.service.fixedRate as PhaseResult;
+        const noop = result.noop?.fixedRate as PhaseResult;
+        return [result.scenario, String(result.rate), ms(service.p50Ms), ms(service.p99Ms), ms(service.p999Ms), ms(noop.p50Ms), ms(noop.p99Ms), ms(noop.p999Ms)];
+      }),
+    );
+
+    log('');
+    log('## Ratios service / no-op');
+    log('');
+    table(
+      log,
+      ['scenario', 'throughput', 'p99 at fixed rate', 'p99 saturated', 'CPU per call', 'peak RSS'],
+      fixed.map((result) => {
+        const service = result.service;
+        const noop = result.noop as ServerResult;
+        return [
+          result.scenario,
+          ratio(service.saturated.throughput, noop.saturated.throughput),
+          ratio((service.fixedRate as PhaseResult).p99Ms, (noop.fixedRate as PhaseResult).p99Ms),
+          ratio(service.saturated.p99Ms, noop.saturated.p99Ms),
+          ratio(service.saturated.cpuSecondsPer1k, noop.saturated.cpuSecondsPer1k),
+          ratio(service.peakRssBytes, noop.peakRssBytes),
+        ];
+      }),
+    );
+  }
+
+  if (report.saturation) {
+    log('');
+    log('## Saturation check (token-allow, service)');
+    log('');
+    table(
+      log,
+      ['connections x streams', 'calls/s', 'p99 ms', 'event loop', 'h2load CPU'],
+      report.saturation.map((step) => [
+        `${step.connections} x ${step.streams}`,
+        String(Math.round(step.throughput)),
+        ms(step.p99Ms),
+        percent(step.mainThreadUtilisation),
+        percent(step.loadGeneratorUtilisation),
+      ]),
+    );
+    const chosen = report.saturation[report.saturation.length - 2];
+    const beyond = report.saturation[report.saturation.length - 1];
+    const gain = beyond.throughput / chosen.throughput - 1;
+    log('');
+    log(
+      `Doubling connections and streams beyond the benchmark's ${chosen.connections} x ${chosen.streams} changed throughput by ` +
+        `${(gain * 100).toFixed(1)}%: ${gain < 0.05 ? 'saturated' : 'NOT saturated; raise --connections or --streams'}.`,
+    );
+  }
+
+  if (report.redisImport) {
+    const imported = report.redisImport;
+    const perTarget = (imported.usedMemoryAfterBytes - imported.usedMemoryBeforeBytes) / imported.targets;
+    log('');
+    log('## Redis import');
+    log('');
+    table(
+      log,
+      ['targets', 'import s', 'targets/s', 'used_memory before MiB', 'used_memory after MiB', 'bytes per target'],
+      [[
+        String(imported.targets),
+        imported.seconds.toFixed(1),
+        String(Math.round(imported.targets / imported.seconds)),
+        mib(imported.usedMemoryBeforeBytes),
+        mib(imported.usedMemoryAfterBytes),
+        String(Math.round(perTarget)),
+      ]],
+    );
+  }
+
+  log('');
+  log('## Targets');
+  log('');
+  table(log, ['target', 'measured', 'limit', 'met'], targetRows(results));
+  log('');
+  for (const result of results) {
+    log(`- ${result.scenario}: ${result.verification}`);
+  }
+}
+
+function targetRows(results: ScenarioResult[]): string[][] {
+  const byName = new Map(results.map((result) => [result.scenario, result]));
+  const rows: string[][] = [];
+
+  for (const result of results) {
+    if (!result.noop) {
+      continue;
+    }
+    const throughputRatio = result.service.saturated.throughput / result.noop.saturated.throughput;
+    const p99Ratio = (result.service.fixedRate as PhaseResult).p99Ms / (result.noop.fixedRate as PhaseResult).p99Ms;
+    if (result.kind === 'token' || result.kind === 'store') {
+      rows.push(verdict(`${result.scenario}: throughput / no-op`, throughputRatio, '>= 0.90', throughputRatio >= 0.9));
+      rows.push(verdict(`${result.scenario}: p99 / no-op p99 at the same rate`, p99Ratio, '<= 1.20', p99Ratio <= 1.2));
+    } else if (result.kind === 'certificate') {
+      rows.push(verdict(`${result.scenario}: throughput / no-op`, throughputRatio, '>= 0.80', throughputRatio >= 0.8));
+    }
+  }
+
+  const allow = byName.get('token-allow');
+  for (const name of ['token-deny', 'non-ddi']) {
+    const deny = byName.get(name);
+    if (allow && deny) {
+      const value = deny.service.saturated.throughput / allow.service.saturated.throughput;
+      rows.push(verdict(`${name}: throughput / token-allow throughput`, value, `>= ${(1 - NOISE_FRACTION).toFixed(2)} (1.0 less noise)`, value >= 1 - NOISE_FRACTION));
+    }
+  }
+
+  const silent = byName.get('token-allow-silent');
+  if (allow && silent) {
+    const value = allow.service.saturated.throughput / silent.service.saturated.throughput;
+    rows.push(verdict('log.level info / silent throughput', value, '>= 0.90', value >= 0.9));
+  }
+
+  const large = byName.get('store-100k');
+  if (large) {
+    const seconds = large.service.startupSeconds;
+    rows.push([
+      `store-100k: start-up (peak RSS ${mib(large.service.peakRssBytes)} MiB)`,
+      `${seconds.toFixed(2)} s`,
+      `< ${STARTUP_LIMIT_SECONDS} s`,
+      seconds < STARTUP_LIMIT_SECONDS ? 'yes' : 'NO',
+    ]);
+  }
+
+  const one = byName.get('workers-1');
+  const two = byName.get('workers-2');
+  if (one && two) {
+    const value = two.service.saturated.throughput / one.service.saturated.throughput;
+    rows.push([`workers 2 / workers 1 throughput`, value.toFixed(2), 'reported', '-']);
+  }
+  return rows;
+}
+
+function verdict(name: string, value: number, limit: string, met: boolean): string[] {
+  return [name, value.toFixed(2), limit, met ? 'yes' : 'NO'];
+}
+
+function serverRow(scenario: string, server: string, result: ServerResult, run: PhaseResult): string[] {
+  return [
+    scenario,
+    server,
+    String(Math.round(run.throughput)),
+    ms(run.p50Ms),
+    ms(run.p99Ms),
+    ms(run.p999Ms),
+    run.cpuSecondsPer1k.toFixed(3),
+    percent(run.mainThreadUtilisation),
+    percent(run.otherUtilisation),
+    mib(result.peakRssBytes),
+    result.startupSeconds.toFixed(2),
+  ];
+}
+
+function table(log: (line: string) => void, header: string[], rows: string[][]): void {
+  const widths = header.map((name, column) => Math.max(name.length, ...rows.map((row) => row[column].length)));
+  const line = (cells: string[]): string => `| ${cells.map((cell, column) => cell.padEnd(widths[column])).join(' | ')} |`;
+  log(line(header));
+  log(`| ${widths.map((width) => '-'.repeat(width)).join(' | ')} |`);
+  rows.forEach((row) => log(line(row)));
+}
+
+function ms(value: number): string {
+  return value.toFixed(2);
+}
+
+function percent(value: number): string {
+  return `${Math.round(value * 100)}%`;
+}
+
+function mib(bytes: number): string {
+  return (bytes / 1024 / 1024).toFixed(0);
+}
+
+function ratio(service: number, noop: number): string {
+  return (service / noop).toFixed(2);
+}
