@@ -11,6 +11,7 @@
  */
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
+import { serverOptions } from '../src/service.js';
 import type { CheckResponseMessage } from '../src/envoy/messages.js';
 import { HealthService } from '../src/envoy/health.js';
 import { AUTHORIZATION_SERVICE_NAME, authorizationService, healthService } from '../src/envoy/proto.js';
@@ -25,16 +26,7 @@ const config = loadConfigFile(configPath);
 const address = config.grpc.address;
 const response = JSON.parse(readFileSync(responsePath, 'utf8')) as CheckResponseMessage;
 
-// NOTE: a copy of the options src/service.ts passes to grpc.Server; keep the two in step.
-const server = new grpc.Server({
-  'grpc.max_receive_message_length': config.grpc.maxReceiveMessageBytes,
-  'grpc.max_send_message_length': 4 * 1024 * 1024,
-  'grpc.max_concurrent_streams': config.grpc.maxConcurrentStreams,
-  'grpc.keepalive_time_ms': config.grpc.keepaliveTimeMs,
-  'grpc.keepalive_timeout_ms': config.grpc.keepaliveTimeoutMs,
-  'grpc.keepalive_permit_without_calls': 1,
-  'grpc.http2.min_ping_interval_without_data_ms': 5_000,
-});
+const server = new grpc.Server(serverOptions(config));
 server.addService(authorizationService().service, {
   Check: (_call: grpc.ServerUnaryCall<unknown, CheckResponseMessage>, callback: grpc.sendUnaryData<CheckResponseMessage>) => {
     callback(null, response);

@@ -25,6 +25,10 @@ export class Metrics {
   readonly #decisions: Counter<'method' | 'result' | 'reason' | 'mode' | 'tenant'>;
   readonly #duration: Histogram<'result'>;
   readonly #storeErrors: Counter<'operation'>;
+  /** Counter children by label values; bounded because every label takes values from a closed set or the configuration. */
+  readonly #decisionChildren = new Map<string, { inc(): void }>();
+  readonly #allowDuration: { observe(value: number): void };
+  readonly #denyDuration: { observe(value: number): void };
   readonly #cacheSources = new Map<string, () => CacheStats>();
   readonly #issuerHashConflicts: Gauge;
 
@@ -51,6 +55,8 @@ export class Metrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [this.registry],
     });
+    this.#allowDuration = this.#duration.labels({ result: 'allow' });
+    this.#denyDuration = this.#duration.labels({ result: 'deny' });
     this.#storeErrors = new Counter({
       name: `${PREFIX}store_errors_total`,
       help: 'Store lookups that failed and made the Check a 503 deny.',
@@ -102,8 +108,15 @@ export class Metrics {
       const fromPath = decision.kind === 'deny' && (decision.reason === 'unknown_tenant' || decision.reason === 'store_unavailable');
       labels.tenant = fromPath ? 'none' : (decision.tenant ?? 'none');
     }
-    this.#decisions.inc(labels);
-    this.#duration.observe({ result: decision.kind }, durationSeconds);
+    // Label children are looked up once per label set; prom-client hashes the labels on every plain inc().
+    const key = labels.tenant === undefined ? `${labels.method}|${labels.result}|${labels.reason}|${labels.mode}` : `${labels.method}|${labels.result}|${labels.reason}|${labels.mode}|${labels.tenant}`;
+    let counter = this.#decisionChildren.get(key);
+    if (!counter) {
+      counter = this.#decisions.labels(labels);
+      this.#decisionChildren.set(key, counter);
+    }
+    counter.inc();
+    (decision.kind === 'allow' ? this.#allowDuration : this.#denyDuration).observe(durationSeconds);
     if (decision.kind === 'deny' && decision.reason === 'store_unavailable') {
       this.#storeErrors.inc({ operation: 'lookup' });
     }
