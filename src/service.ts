@@ -134,6 +134,9 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
   const grpcAddress = `${formatHost(grpcListen.host)}:${grpcPort}`;
   const httpAddress = `${formatHost(httpListen.host)}:${httpPort}`;
   updateHealth();
+  if (!config.grpc.tls && !/^(127\.|localhost$|::1$)/.test(grpcListen.host)) {
+    logger.warn({ grpcAddress }, 'the gRPC listener is reachable beyond loopback without TLS; set grpc.tls, or restrict access with a NetworkPolicy or firewall');
+  }
   logger.info(
     { grpcAddress, httpAddress, tls: config.grpc.tls !== undefined, config: config.source, store: config.store.type, mode: config.mode },
     'service started',

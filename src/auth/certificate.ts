@@ -180,7 +180,7 @@ export class CertificateAuthenticator implements Authenticator {
 
     try {
       if (peer === '' && !element) {
-        // Certificate headers without trust are failed credentials, not absent ones, so the log says why.
+        // Certificate headers without trust are failed credentials, not absent ones, so the log names the reason.
         if (xfccValues.length > 0) {
           return { outcome: 'failure', reason: 'xfcc_untrusted' };
         }
@@ -220,7 +220,7 @@ export class CertificateAuthenticator implements Authenticator {
     }
   }
 
-  /** Whether a trusted proxy in front of Envoy sent the RFC 9440 `Client-Cert` header. */
+  /** Returns whether a trusted proxy in front of Envoy sent the RFC 9440 `Client-Cert` header. */
   private clientCertApplies(context: AuthContext): boolean {
     return this.#trustedProxies.size > 0 && context.headers.has(CLIENT_CERT_HEADER) && this.#trustedProxies.has(context.request.sourceAddress);
   }

@@ -1,4 +1,4 @@
-/** How a device proved its identity; also the value of the auth-method identity header. */
+/** Authentication method of an allowed device; also the value of the auth-method identity header. */
 export type AuthMethod = 'certificate' | 'target-token' | 'gateway-token';
 
 /**

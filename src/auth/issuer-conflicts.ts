@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { parseCertificate } from '../x509/index.js';
 
-/** What a tenant trusts for the certificate method. */
+/** A tenant's trust settings for the certificate method. */
 export interface TenantTrust {
   name: string;
   /** Entries of `authentication.header.authority`, normalised. */

@@ -182,6 +182,6 @@ export interface ServiceConfig {
     timeoutMs: number;
   };
   tenants: Record<string, TenantEntry>;
-  /** Where the configuration came from, for the start log. */
+  /** Path of the configuration file, for the start log and reloads. */
   source: string;
 }

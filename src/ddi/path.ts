@@ -23,7 +23,7 @@ export type DdiPathResult =
 export const TENANT_MAX_LENGTH = 40;
 /** hawkBit's `Target.CONTROLLER_ID_MAX_SIZE`. */
 export const CONTROLLER_ID_MAX_LENGTH = 256;
-/** Longest request target this parser reads; longer ones are denied without parsing. */
+/** Maximum length of a request target this parser reads; longer ones are denied without parsing. */
 export const PATH_MAX_BYTES = 8192;
 
 // Encoded characters that StrictHttpFirewall rejects: `/`, `\`, `%`, `.`, `;` and NUL.
