@@ -15,7 +15,7 @@ import { HealthHttpServer } from './http/health-server.js';
 import { createLogger, logDestination, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { restartOnlyChanges } from './reload.js';
-import { findIssuerHashConflicts } from './auth/issuer-conflicts.js';
+import { findIssuerHashConflicts, type IssuerHashConflict } from './auth/issuer-conflicts.js';
 import { parseAuthorityList } from './store/tenant-settings.js';
 import { TENANT_CONFIG_KEYS } from './config/load.js';
 import { createStore, MemoryStore, TokenDigester, type TenantStore } from './store/index.js';
@@ -95,7 +95,20 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
   const metrics = config.metrics.enabled ? new Metrics({ version: packageVersion(), tenantLabel: config.metrics.tenantLabel }) : undefined;
   const limiter = await createFailureLimiter(config, logger);
   let runtime = createRuntime(config, store, digester, metrics, limiter);
-  reportIssuerHashConflicts(config, logger, metrics);
+  const sharedStore = store;
+  if (sharedStore.listTenantTrust) {
+    // With a shared store, tenants change through admin commands, so the check follows their writes.
+    const checkShared = (): void => {
+      sharedStore.listTenantTrust!().then(
+        (tenants) => reportConflicts(findIssuerHashConflicts(tenants), logger, metrics),
+        (error: unknown) => logger.warn({ err: error }, 'issuer hash conflict check failed; it runs again on the next tenant change'),
+      );
+    };
+    checkShared();
+    sharedStore.onTenantsChanged?.(checkShared);
+  } else {
+    reportIssuerHashConflicts(config, logger, metrics);
+  }
   for (const name of Object.keys(store.cacheStats?.() ?? {})) {
     metrics?.addCache(name, () => store.cacheStats?.()[name] ?? { hits: 0, misses: 0 });
   }
@@ -152,7 +165,9 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
     }
     limiter.configure(applied.rateLimit, applied.ddi.certificate.trustedProxies);
     runtime = createRuntime(applied, nextStore, digester, metrics, limiter);
-    reportIssuerHashConflicts(applied, logger, metrics);
+    if (applied.store.type === 'memory') {
+      reportIssuerHashConflicts(applied, logger, metrics);
+    }
     store = nextStore;
     config = applied;
     logger.level = applied.log.level;
@@ -182,16 +197,18 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
 }
 
 /**
- * Warns about tenants that trust one issuer hash from different CA keys in the
- * configuration file's tenants (the embedded store). The Redis store's admin
- * command `cert pin` runs the same check when it writes.
+ * Warns about tenants of the configuration file (the embedded store) that
+ * trust one issuer hash from different or unpinned CA keys.
  */
 function reportIssuerHashConflicts(config: ServiceConfig, logger: Logger, metrics: Metrics | undefined): void {
   const tenants = Object.entries(config.tenants).map(([name, entry]) => {
     const authority = entry.config[TENANT_CONFIG_KEYS.headerAuthority];
     return { name, headerAuthority: typeof authority === 'string' ? parseAuthorityList(authority) : [], pinnedCaPems: entry.caCertificates };
   });
-  const conflicts = findIssuerHashConflicts(tenants);
+  reportConflicts(findIssuerHashConflicts(tenants), logger, metrics);
+}
+
+function reportConflicts(conflicts: IssuerHashConflict[], logger: Logger, metrics: Metrics | undefined): void {
   metrics?.setIssuerHashConflicts(conflicts.length);
   for (const conflict of conflicts) {
     logger.warn(

@@ -274,6 +274,17 @@ describe('cert admin commands on Redis', function () {
         );
       expect(await checkCopy()).to.equal(16);
       expect((await admin('cert', 'unrevoke', 'FLEET', parseCertificate(device.pem).tbsSha256)).status).to.equal(0);
+
+      // A second tenant trusting the same issuer hash without pinning is reported by every replica.
+      const created = await admin('tenant', 'set', 'OTHER', `authentication.header.authority=${pki.opensslIssuerHash(device)}`);
+      expect(created.status, created.stderr).to.equal(0);
+      const warnedAt = Date.now();
+      while (!serves.every((serve) => serve.records.some((record) => String(record.msg).startsWith('two tenants trust the same issuer hash without pinning')))) {
+        expect(Date.now() - warnedAt, 'conflict warning').to.be.lessThan(3000);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      const conflict = serves[0].records.find((record) => String(record.msg).startsWith('two tenants trust the same issuer hash'));
+      expect(conflict?.tenants).to.deep.equal(['FLEET', 'OTHER']);
       const unrevokedAt = Date.now();
       while ((await check(1)) !== 0) {
         expect(Date.now() - unrevokedAt).to.be.lessThan(1000);

@@ -118,6 +118,7 @@ export class RedisStore implements TenantStore {
   #health: StoreHealth = 'not_serving';
   #servedBefore = false;
   readonly #listeners: Array<(health: StoreHealth) => void> = [];
+  readonly #tenantListeners: Array<() => void> = [];
   readonly #errorLog = new Map<string, { loggedAt: number; suppressed: number }>();
   /** The last connection error, which a connect() that times out includes in its message. */
   #lastConnectionError: Error | undefined;
@@ -208,6 +209,27 @@ export class RedisStore implements TenantStore {
   /** Returns cache hits and misses per cache, for the `cache_requests_total` metric. A stale allow counts as a hit. */
   cacheStats(): { tenant: RedisCacheStats; target: RedisCacheStats } {
     return { tenant: { ...this.#tenantStats }, target: { ...this.#targetStats } };
+  }
+
+  onTenantsChanged(listener: () => void): void {
+    this.#tenantListeners.push(listener);
+  }
+
+  async listTenantTrust(): Promise<{ name: string; headerAuthority: readonly string[]; pinnedCaPems: readonly string[] }[]> {
+    const connections = this.#connections;
+    if (connections === undefined) {
+      throw new StoreUnavailableError('Redis store is not connected');
+    }
+    const keys = await connections.command.sMembers(this.#keys.tenants);
+    const result = [];
+    for (const key of keys.sort()) {
+      const hash = await connections.command.hGetAll(this.#keys.tenant(key));
+      const settings = this.#tenantFromHash(key, hash);
+      if (settings) {
+        result.push({ name: settings.name, headerAuthority: settings.headerAuthority, pinnedCaPems: settings.pinnedCaPems });
+      }
+    }
+    return result;
   }
 
   onHealthChange(listener: (health: StoreHealth) => void): void {
@@ -354,6 +376,11 @@ export class RedisStore implements TenantStore {
 
   #invalidate(invalidation: Invalidation): void {
     this.#invalidationCount += 1;
+    if (invalidation.scope !== 'target') {
+      for (const listener of this.#tenantListeners) {
+        listener();
+      }
+    }
     switch (invalidation.scope) {
       case 'all':
         this.#flushCache();

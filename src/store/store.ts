@@ -44,6 +44,14 @@ export interface TenantStore {
   getTarget(tenantKey: string, controllerId: string): Promise<TargetCredentials | undefined>;
   /** Current health; the service reports NOT_SERVING while this is `not_serving`. */
   health(): StoreHealth;
+  /**
+   * Lists every tenant with what it trusts for the certificate method, for
+   * the issuer-hash conflict check; absent when the configuration file is
+   * the source of tenants.
+   */
+  listTenantTrust?(): Promise<{ name: string; headerAuthority: readonly string[]; pinnedCaPems: readonly string[] }[]>;
+  /** Registers a listener called after an admin write changed one tenant or all of them. */
+  onTenantsChanged?(listener: () => void): void;
   /** Hits and misses of each in-process cache, by cache name; absent when the store has no cache. */
   cacheStats?(): Record<string, { hits: number; misses: number }>;
   /** Registers a listener for health changes. */
