@@ -273,6 +273,11 @@ ${tenants}`);
       const ignored = await service.check(envoyRequest(path, { 'client-cert': sf(device) }, { source: '192.0.2.77' }));
       expect(outcome(ignored).grpc).to.equal(16);
       expect(lastReason(service)).to.equal('proxy_untrusted');
+      for (const header of ['client-cert-chain', 'x-authority', 'x-authority-1']) {
+        const alone = await service.check(envoyRequest(path, { [header]: 'x' }, { source: '192.0.2.77' }));
+        expect(outcome(alone).grpc, header).to.equal(16);
+        expect(lastReason(service), header).to.equal('proxy_untrusted');
+      }
       const withToken = await service.check(envoyRequest(path, { authorization: `TargetToken ${TOKEN}`, 'client-cert': sf(device), 'client-cert-chain': sf(root) }, { source: '192.0.2.77' }));
       expect(outcome(withToken).grpc).to.equal(0);
       expect(setHeaders(withToken)['x-ddi-auth-method']).to.equal('target-token');

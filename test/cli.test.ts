@@ -36,6 +36,14 @@ describe('command line', () => {
     expect(result.stdout).to.match(/hawkbit-ext-authz target rotate TENANT CONTROLLER_ID/);
   });
 
+  it('prints the version after any command', () => {
+    for (const args of [['serve', '--version'], ['cert', 'list', '--version'], ['issuer-hash', '--version']]) {
+      const result = runCli(args);
+      expect(result.status, args.join(' ')).to.equal(0);
+      expect(result.stdout.trim()).to.match(/^\d+\.\d+\.\d+$/);
+    }
+  });
+
   it('rejects an unknown command with exit 2', () => {
     const result = runCli(['frobnicate']);
     expect(result.status).to.equal(2);

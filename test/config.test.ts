@@ -61,10 +61,14 @@ describe('configuration loader', () => {
     ['an authority with a space', 'upstream: { hawkbitHeaderAuth: { enabled: true, authority: "edge ok" } }', /authority: must be printable ASCII without spaces/],
     ['an empty token digest key', 'tokenDigestKey: ""', /^tokenDigestKey: is empty/],
     ['a log file that is a directory', 'log: { destination: /tmp }', /^log\.destination: \/tmp is a directory/],
+    ['a log file below /proc', 'log: { destination: /proc/foo/bar.log }', /^log\.destination: \/proc\/foo\/bar\.log is on a kernel file system/],
     ['a log file below a file', 'log: { destination: /etc/hostname/x.log }', /^log\.destination: cannot write \/etc\/hostname\/x\.log \(ENOTDIR\)/],
     ['Redis credentials given twice', 'store: { type: redis, redis: { url: "redis://u:pw@127.0.0.1:6379", password: x } }', /store\.redis\.url: contains credentials while/],
     ['a controller id with a slash', 'tenants: { T: { targets: { "a/b": { securityToken: x } } } }', /controller id must not be "\." or "\.\." or contain "\/"/],
     ['a tenant named ..', 'tenants: { "..": {} }', /tenant name must not be "\." or "\.\."/],
+    ['a Redis URL with a bad port', 'store: { type: redis, redis: { url: "redis://127.0.0.1:notaport/" } }', /^store\.redis\.url: .* is not a valid URL/],
+    ['a Redis URL with a path', 'store: { type: redis, redis: { url: "redis://127.0.0.1:6379/abc" } }', /^store\.redis\.url: .* has a path that is not a database number/],
+    ['a hawkBit header as identity header', 'upstream: { identityHeaders: { tenant: X-Controller-Id } }', /identityHeaders\.tenant: "X-Controller-Id" is one of hawkBit's identity headers/],
   ];
   for (const [condition, text, pattern] of invalid) {
     it(`rejects ${condition}, naming the key`, () => {
@@ -92,6 +96,14 @@ describe('configuration loader', () => {
     );
     expect(config.tenants.T.config['authentication.gatewaytoken.key']).to.equal('envkey456');
     expect(config.tenants.T.targets.d.securityToken).to.equal('filetoken123');
+  });
+
+  it('masks the password of a mistyped Redis URL', () => {
+    for (const url of ['http://u:PWSECRET1@127.0.0.1/', 'rediss//u:PWSECRET1@host', 'redis://u:PW@SECRET1@host:notaport']) {
+      const problems = problemsOf(`store: { type: redis, redis: { url: "${url}" } }`);
+      expect(problems.join('\n'), url).to.include('store.redis.url');
+      expect(problems.join('\n'), url).not.to.include('SECRET1');
+    }
   });
 
   it('never puts a secret value into a problem', () => {

@@ -184,7 +184,7 @@ export class CertificateAuthenticator implements Authenticator {
         if (xfccValues.length > 0) {
           return { outcome: 'failure', reason: 'xfcc_untrusted' };
         }
-        if (context.headers.has(this.config.proxyHeaders.controllerIdHeader) || context.headers.has(CLIENT_CERT_HEADER)) {
+        if (this.carriesProxyHeaders(context)) {
           return { outcome: 'failure', reason: 'proxy_untrusted' };
         }
         return { outcome: 'absent' };
@@ -218,6 +218,19 @@ export class CertificateAuthenticator implements Authenticator {
       }
       throw error;
     }
+  }
+
+  /** Returns whether the request carries any header that only a trusted proxy may send. */
+  private carriesProxyHeaders(context: AuthContext): boolean {
+    const { controllerIdHeader, authorityHeader } = this.config.proxyHeaders;
+    return (
+      context.headers.has(controllerIdHeader) ||
+      context.headers.has(authorityHeader) ||
+      context.headers.has(`${authorityHeader}-0`) ||
+      context.headers.has(`${authorityHeader}-1`) ||
+      context.headers.has(CLIENT_CERT_HEADER) ||
+      context.headers.has(CLIENT_CERT_CHAIN_HEADER)
+    );
   }
 
   /** Returns whether a trusted proxy in front of Envoy sent the RFC 9440 `Client-Cert` header. */

@@ -83,6 +83,11 @@ const CONFIGURED_COMMANDS: Record<string, ConfiguredCommand> = {
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   let configFlag: string | undefined;
   const rest: string[] = [];
+  // --version works with every command, like --help.
+  if (argv.includes('--version')) {
+    io.out.write(`${packageVersion()}\n`);
+    return EXIT_OK;
+  }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--config') {

@@ -211,9 +211,15 @@ function readStore(reader: ConfigReader, value: unknown): StoreConfig {
   }
   const redis = reader.section(store.redis, 'store.redis', ['url', 'keyPrefix', 'username', 'password', 'clientOptions', 'sentinel', 'cluster']);
   const url = reader.string(redis.url, 'store.redis.url', 'redis://127.0.0.1:6379');
-  const maskedUrl = url.replace(/^(rediss?:\/\/[^:@/]*):[^/]*@/, '$1:***@');
+  // Any userinfo is masked, whatever the scheme, because a mistyped URL still holds the password.
+  const maskedUrl = url.replace(/^([^:/]*:?\/*[^:@/]*):[^/]*@/, '$1:***@').replace(/^([^@/]*\/\/)?[^:@/]+@/, (match, scheme: string | undefined) => `${scheme ?? ''}***@`);
   if (!/^rediss?:\/\//.test(url)) {
     reader.fail('store.redis.url', `"${maskedUrl}" must start with redis:// or rediss://`);
+  } else {
+    const problem = redisUrlProblem(url);
+    if (problem) {
+      reader.fail('store.redis.url', `"${maskedUrl}" ${problem}; write for example redis://127.0.0.1:6379 or rediss://user:password@redis.example:6380/0`);
+    }
   }
   if (/^rediss?:\/\/[^/]*@/.test(url) && (redis.username !== undefined || redis.password !== undefined)) {
     reader.fail('store.redis.url', 'contains credentials while store.redis.username or password is set too; give them in one place only');
@@ -379,6 +385,23 @@ function readFingerprints(reader: ConfigReader, value: unknown, key: string): st
   });
 }
 
+/** Returns why a `redis://` or `rediss://` URL cannot be used, or undefined. */
+function redisUrlProblem(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return 'is not a valid URL';
+  }
+  if (parsed.hostname === '') {
+    return 'has no host';
+  }
+  if (parsed.pathname !== '' && parsed.pathname !== '/' && !/^\/\d+$/.test(parsed.pathname)) {
+    return 'has a path that is not a database number';
+  }
+  return undefined;
+}
+
 /** Returns a problem with a tenant name, or undefined when it is valid. */
 export function validateTenantName(name: string): string | undefined {
   const length = [...name].length;
@@ -537,6 +560,10 @@ function validateHeaderNames(reader: ConfigReader, config: ServiceConfig): void 
     if (RESERVED_HEADER_NAMES.has(lower)) {
       reader.fail(key, `"${name}" is reserved for HTTP or Envoy; choose another header name`);
     }
+    // hawkBit reads its own header names as identity, so only hawkbitHeaderAuth may set them.
+    if (key.startsWith('upstream.identityHeaders.') && /^(x-controller-id|x-authority(-\d+)?|x-ssl-client-cn|x-ssl-issuer-hash(-\d+)?)$/.test(lower)) {
+      reader.fail(key, `"${name}" is one of hawkBit's identity headers; set those with upstream.hawkbitHeaderAuth and choose another name here`);
+    }
     // Identity headers the service sets must be distinct; proxy headers may repeat hawkBit's own names.
     if (key.startsWith('upstream.')) {
       const other = setNames.get(lower);
@@ -555,6 +582,10 @@ function validateHeaderNames(reader: ConfigReader, config: ServiceConfig): void 
 
 /** Returns why log lines cannot be appended to `path`, or undefined when they can. */
 function logFileProblem(path: string): string | undefined {
+  // Root passes every permission check there, yet no log file can be created.
+  if (/^\/(proc|sys)(\/|$)/.test(path)) {
+    return `${path} is on a kernel file system; give a path on a regular file system`;
+  }
   try {
     const stats = statSync(path, { throwIfNoEntry: false });
     if (stats?.isDirectory()) {
