@@ -69,6 +69,8 @@ interface ConfigOptions {
   redis?: { cache: { maxEntries: number; ttlMs: number } };
   /** `rateLimit.enabled`; unset keeps the default (on). */
   rateLimit?: boolean;
+  /** `metrics.enabled`; unset keeps the default (on). */
+  metrics?: boolean;
 }
 
 function configText(context: ConfigContext, options: ConfigOptions): string {
@@ -80,6 +82,9 @@ function configText(context: ConfigContext, options: ConfigOptions): string {
   ];
   if (options.rateLimit !== undefined) {
     lines.push(`rateLimit: { enabled: ${options.rateLimit} }`);
+  }
+  if (options.metrics !== undefined) {
+    lines.push(`metrics: { enabled: ${options.metrics} }`);
   }
   if (options.redis) {
     if (context.redisUrl === undefined) {
@@ -237,6 +242,15 @@ export const SCENARIOS: readonly Scenario[] = [
     expected: { result: 'allow', method: 'target-token', httpStatus: 200 },
     baseline: true,
     generatedTargets: 100_000,
+  },
+  {
+    name: 'token-allow-bare',
+    title: 'target token, allowed, with decision log, metrics and failure limits off',
+    kind: 'log',
+    config: (context) => configText(context, { logLevel: 'silent', metrics: false, rateLimit: false }),
+    request: tokenRequest,
+    expected: { result: 'allow', method: 'target-token', httpStatus: 200 },
+    baseline: false,
   },
   {
     name: 'token-allow-silent',
