@@ -107,7 +107,7 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
     checkShared();
     sharedStore.onTenantsChanged?.(checkShared);
   } else {
-    reportIssuerHashConflicts(config, logger, metrics);
+    reportTenantTrustProblems(config, logger, metrics);
   }
   for (const name of Object.keys(store.cacheStats?.() ?? {})) {
     metrics?.addCache(name, () => store.cacheStats?.()[name] ?? { hits: 0, misses: 0 });
@@ -166,7 +166,7 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
     limiter.configure(applied.rateLimit, applied.ddi.certificate.trustedProxies);
     runtime = createRuntime(applied, nextStore, digester, metrics, limiter);
     if (applied.store.type === 'memory') {
-      reportIssuerHashConflicts(applied, logger, metrics);
+      reportTenantTrustProblems(applied, logger, metrics);
     }
     store = nextStore;
     config = applied;
@@ -198,13 +198,23 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
 
 /**
  * Warns about tenants of the configuration file (the embedded store) that
- * trust one issuer hash from different or unpinned CA keys.
+ * trust one issuer hash from different or unpinned CA keys, or that enable
+ * certificate authentication with nothing to trust.
  */
-function reportIssuerHashConflicts(config: ServiceConfig, logger: Logger, metrics: Metrics | undefined): void {
+function reportTenantTrustProblems(config: ServiceConfig, logger: Logger, metrics: Metrics | undefined): void {
   const tenants = Object.entries(config.tenants).map(([name, entry]) => {
     const authority = entry.config[TENANT_CONFIG_KEYS.headerAuthority];
     return { name, headerAuthority: typeof authority === 'string' ? parseAuthorityList(authority) : [], pinnedCaPems: entry.caCertificates };
   });
+  for (const tenant of tenants) {
+    const enabled = config.tenants[tenant.name].config[TENANT_CONFIG_KEYS.headerEnabled];
+    if ((enabled === true || enabled === 'true') && tenant.headerAuthority.length === 0) {
+      logger.warn(
+        { tenant: tenant.name },
+        'certificate authentication is enabled with an empty authentication.header.authority, so no certificate can authenticate; add the issuer hash (hawkbit-ext-authz issuer-hash FILE)',
+      );
+    }
+  }
   reportConflicts(findIssuerHashConflicts(tenants), logger, metrics);
 }
 

@@ -154,6 +154,16 @@ tenants:
     expect(message).to.include('is not a CA certificate');
   });
 
+  it('warns about certificate authentication without authority', async () => {
+    const empty = await startService('tenants: { EMPTY: { config: { authentication.header.enabled: true } } }');
+    try {
+      const warning = empty.log.records.find((record) => String(record.msg).startsWith('certificate authentication is enabled with an empty'));
+      expect(warning?.tenant).to.equal('EMPTY');
+    } finally {
+      await empty.stop();
+    }
+  });
+
   it('warns when two tenants trust one issuer hash from different or unpinned CA keys', async () => {
     const hash = pki.opensslIssuerHash(device);
     const conflicted = await startService(`
