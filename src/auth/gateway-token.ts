@@ -1,39 +1,19 @@
-import type { Authenticator, AuthContext, MethodResult } from './authenticator.js';
+import type { AuthContext } from './authenticator.js';
+import type { DenyReason } from './decision.js';
 import type { TenantSettings } from '../store/store.js';
-import type { TokenDigester } from '../store/token-digest.js';
-import { carriesScheme, tokenFor } from './token-method.js';
-
-const SCHEME = 'gatewaytoken';
+import { TokenAuthenticator } from './token-method.js';
 
 /** `Authorization: GatewayToken <key>`, compared with the tenant's gateway key; valid for any controller id of the tenant. */
-export class GatewayTokenAuthenticator implements Authenticator {
+export class GatewayTokenAuthenticator extends TokenAuthenticator {
   readonly method = 'gateway-token' as const;
+  protected readonly scheme = 'gatewaytoken';
 
-  constructor(
-    private readonly systemEnabled: boolean,
-    private readonly digester: TokenDigester,
-  ) {}
-
-  enabledFor(tenant: TenantSettings): boolean {
-    return this.systemEnabled && tenant.gatewayTokenEnabled;
+  protected tenantEnabled(tenant: TenantSettings): boolean {
+    return tenant.gatewayTokenEnabled;
   }
 
-  hasCredential(context: AuthContext): boolean {
-    return carriesScheme(context, SCHEME);
-  }
-
-  async authenticate(context: AuthContext): Promise<MethodResult> {
-    const token = tokenFor(context, SCHEME);
-    if (!('credential' in token)) {
-      return token;
-    }
+  protected async storedDigest(context: AuthContext): Promise<Buffer | { outcome: 'failure'; reason: DenyReason }> {
     // An empty or missing key never authenticates.
-    if (!context.tenant.gatewayKeyDigest) {
-      return { outcome: 'failure', reason: 'token_missing' };
-    }
-    if (!this.digester.matches(token.credential, context.tenant.gatewayKeyDigest)) {
-      return { outcome: 'failure', reason: 'token_mismatch' };
-    }
-    return { outcome: 'success' };
+    return context.tenant.gatewayKeyDigest ?? { outcome: 'failure', reason: 'token_missing' };
   }
 }

@@ -1,42 +1,23 @@
-import type { Authenticator, AuthContext, MethodResult } from './authenticator.js';
+import type { AuthContext } from './authenticator.js';
+import type { DenyReason } from './decision.js';
 import type { TenantSettings } from '../store/store.js';
-import type { TokenDigester } from '../store/token-digest.js';
-import { carriesScheme, tokenFor } from './token-method.js';
-
-const SCHEME = 'targettoken';
+import { TokenAuthenticator } from './token-method.js';
 
 /** `Authorization: TargetToken <token>`, compared with the security token stored for the controller id. */
-export class TargetTokenAuthenticator implements Authenticator {
+export class TargetTokenAuthenticator extends TokenAuthenticator {
   readonly method = 'target-token' as const;
+  protected readonly scheme = 'targettoken';
 
-  constructor(
-    private readonly systemEnabled: boolean,
-    private readonly digester: TokenDigester,
-  ) {}
-
-  enabledFor(tenant: TenantSettings): boolean {
-    return this.systemEnabled && tenant.targetTokenEnabled;
+  protected tenantEnabled(tenant: TenantSettings): boolean {
+    return tenant.targetTokenEnabled;
   }
 
-  hasCredential(context: AuthContext): boolean {
-    return carriesScheme(context, SCHEME);
-  }
-
-  async authenticate(context: AuthContext): Promise<MethodResult> {
-    const token = tokenFor(context, SCHEME);
-    if (!('credential' in token)) {
-      return token;
-    }
+  protected async storedDigest(context: AuthContext): Promise<Buffer | { outcome: 'failure'; reason: DenyReason }> {
     const target = await context.store.getTarget(context.target.tenantKey, context.target.controllerId);
     if (!target) {
       return { outcome: 'failure', reason: 'unknown_target' };
     }
-    if (!target.securityTokenDigest) {
-      return { outcome: 'failure', reason: 'token_missing' };
-    }
-    if (!this.digester.matches(token.credential, target.securityTokenDigest)) {
-      return { outcome: 'failure', reason: 'token_mismatch' };
-    }
-    return { outcome: 'success' };
+    // A target without a token never authenticates by token.
+    return target.securityTokenDigest ?? { outcome: 'failure', reason: 'token_missing' };
   }
 }

@@ -1,25 +1,56 @@
-import type { AuthContext, MethodResult } from './authenticator.js';
-import type { DenyReason } from './decision.js';
+import type { Authenticator, AuthContext, MethodResult } from './authenticator.js';
+import type { AuthMethod, DenyReason } from './decision.js';
+import type { TenantSettings } from '../store/store.js';
+import type { TokenDigester } from '../store/token-digest.js';
 
 /**
- * Returns the credential for a token scheme, or the result to report when the
- * request carries none or an unusable Authorization header.
+ * Shared flow of the `Authorization` token methods: read the credential of
+ * one scheme, look up the stored digest, compare in constant time. A subclass
+ * names its scheme and tenant switch and says where the digest is stored.
  */
-export function tokenFor(context: AuthContext, scheme: string): { credential: string } | MethodResult {
-  const authorization = context.authorization;
-  if (authorization.kind === 'absent') {
-    return { outcome: 'absent' };
-  }
-  if (authorization.kind === 'invalid') {
-    return { outcome: 'failure', reason: authorization.reason as DenyReason };
-  }
-  if (authorization.scheme !== scheme) {
-    return { outcome: 'absent' };
-  }
-  return { credential: authorization.credential };
-}
+export abstract class TokenAuthenticator implements Authenticator {
+  abstract readonly method: AuthMethod;
+  /** Lower-case `Authorization` scheme that carries this method's credential. */
+  protected abstract readonly scheme: string;
 
-/** Whether the request's Authorization header uses the given scheme (lower-case). */
-export function carriesScheme(context: AuthContext, scheme: string): boolean {
-  return context.authorization.kind === 'credentials' && context.authorization.scheme === scheme;
+  constructor(
+    private readonly systemEnabled: boolean,
+    private readonly digester: TokenDigester,
+  ) {}
+
+  /** Returns the tenant's own switch of this method. */
+  protected abstract tenantEnabled(tenant: TenantSettings): boolean;
+
+  /** Returns the stored digest to compare with, or the failure when there is none. */
+  protected abstract storedDigest(context: AuthContext): Promise<Buffer | { outcome: 'failure'; reason: DenyReason }>;
+
+  enabledFor(tenant: TenantSettings): boolean {
+    return this.systemEnabled && this.tenantEnabled(tenant);
+  }
+
+  hasCredential(context: AuthContext): boolean {
+    return context.authorization.kind === 'credentials' && context.authorization.scheme === this.scheme;
+  }
+
+  async authenticate(context: AuthContext): Promise<MethodResult> {
+    const authorization = context.authorization;
+    if (authorization.kind === 'absent') {
+      return { outcome: 'absent' };
+    }
+    if (authorization.kind === 'invalid') {
+      return { outcome: 'failure', reason: authorization.reason };
+    }
+    if (authorization.scheme !== this.scheme) {
+      return { outcome: 'absent' };
+    }
+
+    const stored = await this.storedDigest(context);
+    if (!Buffer.isBuffer(stored)) {
+      return stored;
+    }
+    if (!this.digester.matches(authorization.credential, stored)) {
+      return { outcome: 'failure', reason: 'token_mismatch' };
+    }
+    return { outcome: 'success' };
+  }
 }
