@@ -42,7 +42,7 @@ export interface ServiceHandle {
    */
   reload(next: ServiceConfig): Promise<string[]>;
   /**
-   * Reports NOT_SERVING, keeps answering for `drainDelayMs` so Envoy's health
+   * Reports NOT_SERVING, keeps serving calls for `drainDelayMs` so Envoy's health
    * checks move traffic away, lets calls in flight finish (up to `timeoutMs`),
    * then closes everything. Defaults come from the `shutdown` configuration.
    */
@@ -232,8 +232,8 @@ function reportConflicts(conflicts: IssuerHashConflict[], logger: Logger, metric
 
 /**
  * gRPC server options. Envoy multiplexes many Checks over a few long-lived
- * HTTP/2 connections, so the stream limit is per connection and generous;
- * keepalive pings find connections whose peer went away without closing them.
+ * HTTP/2 connections, so the stream limit is per connection and generous.
+ * Keepalive pings find connections whose peer went away without closing them.
  */
 export function serverOptions(config: ServiceConfig): grpc.ServerOptions {
   return {

@@ -4,7 +4,7 @@ import type { TenantSettings, TenantStore } from '../store/store.js';
 import type { AuthorizationHeader } from './authorization-header.js';
 import type { AuthRequest, RequestHeaders } from './request.js';
 
-/** What one method concluded about a request. */
+/** Outcome of one method for a request. */
 export type MethodResult =
   | { outcome: 'success' }
   /** The request carried this method's credential and it failed. */

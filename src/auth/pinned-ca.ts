@@ -8,11 +8,12 @@ const ANY_EXTENDED_KEY_USAGE_OID = '2.5.29.37.0';
 /**
  * Checks a device certificate against a tenant's pinned CAs. `path` starts
  * with the leaf and continues with the CAs whose signatures were verified.
- * Accepted when some certificate on the path is pinned, or was issued by a
- * pinned CA (selected by the OpenSSL name hash, decided by the signature), and
- * every certificate up to that point, the pinned CA included, is inside its
- * validity period; the leaf's extendedKeyUsage, if present, must allow client
- * authentication. Returns the reason to deny, or undefined.
+ * The certificate is accepted when some certificate on the path is pinned, or
+ * was issued by a pinned CA: the OpenSSL name hash selects candidates and the
+ * signature decides. Every certificate up to that point, the pinned CA
+ * included, must be inside its validity period. The leaf's extendedKeyUsage,
+ * if present, must allow client authentication. Returns the reason to deny,
+ * or undefined.
  */
 export function pinnedPathProblem(
   leaf: ParsedCertificate,

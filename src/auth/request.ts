@@ -1,5 +1,5 @@
 /**
- * A Check request as the pipeline sees it, free of Envoy's message types.
+ * A Check request in the pipeline's terms, free of Envoy's message types.
  * The Envoy adapter builds it from a CheckRequest.
  */
 export interface AuthRequest {
@@ -38,12 +38,12 @@ export class RequestHeaders {
     }
   }
 
-  /** All values of a header, in arrival order; empty when absent. */
+  /** Returns all values of a header, in arrival order, or an empty list when absent. */
   all(name: string): readonly string[] {
     return this.#values.get(name.toLowerCase()) ?? [];
   }
 
-  /** The single value of a header, undefined when absent, or `null` when the header arrived more than once. */
+  /** Returns the single value of a header, undefined when absent, or `null` when the header arrived more than once. */
   single(name: string): string | undefined | null {
     const list = this.#values.get(name.toLowerCase());
     if (!list) {

@@ -7,7 +7,7 @@ import { createService, type ServiceHandle } from '../service.js';
 import { UsageError, type CliIo } from './io.js';
 import { attachToPrimary, detachFromPrimary, parseWorkersFlag, runPrimary, shouldRunPrimary, STOP_GRACE_MS, workerLogger } from './workers.js';
 
-/** Exit code that tells the entry point the process stays up until a signal. */
+/** Exit code that keeps the entry point from exiting, so the process runs until a signal. */
 export const KEEP_RUNNING = -1;
 
 /**

@@ -211,7 +211,7 @@ function readStore(reader: ConfigReader, value: unknown): StoreConfig {
   }
   const redis = reader.section(store.redis, 'store.redis', ['url', 'keyPrefix', 'username', 'password', 'clientOptions', 'sentinel', 'cluster']);
   const url = reader.string(redis.url, 'store.redis.url', 'redis://127.0.0.1:6379');
-  // Any userinfo is masked, whatever the scheme, because a mistyped URL still holds the password.
+  // Any userinfo is masked, whatever the scheme, because a mistyped URL still contains the password.
   const maskedUrl = url.replace(/^([^:/]*:?\/*[^:@/]*):[^/]*@/, '$1:***@').replace(/^([^@/]*\/\/)?[^:@/]+@/, (match, scheme: string | undefined) => `${scheme ?? ''}***@`);
   if (!/^rediss?:\/\//.test(url)) {
     reader.fail('store.redis.url', `"${maskedUrl}" must start with redis:// or rediss://`);

@@ -59,7 +59,7 @@ export class ConfigReader {
     return fallback;
   }
 
-  /** A non-negative integer, for counts and durations. */
+  /** Reads an integer in `[min, max]`, for counts and durations. */
   integer(value: unknown, key: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
     if (value === undefined || value === null) {
       return fallback;
@@ -101,7 +101,7 @@ export class ConfigReader {
     return list;
   }
 
-  /** An HTTP header name (RFC 9110 token), returned as written. */
+  /** Reads an HTTP header name (RFC 9110 token) and returns it as written. */
   headerName(value: unknown, key: string, fallback: string): string {
     const name = this.string(value, key, fallback);
     if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) {
@@ -111,8 +111,8 @@ export class ConfigReader {
   }
 
   /**
-   * A secret: a plain string, `{ file: PATH }` (trailing newline dropped) or
-   * `{ env: NAME }`. The value itself never appears in a problem.
+   * Reads a secret given as a plain string, `{ file: PATH }` (trailing newline
+   * dropped) or `{ env: NAME }`. The value itself never appears in a problem.
    */
   secret(value: unknown, key: string): string | undefined {
     if (value === undefined || value === null) {

@@ -119,7 +119,7 @@ export interface GrpcConfig {
   maxConcurrentStreams: number;
   /** Interval of server keepalive pings on an idle connection, in milliseconds. */
   keepaliveTimeMs: number;
-  /** How long to wait for a keepalive ping's answer before closing the connection, in milliseconds. */
+  /** How long to wait for a keepalive ping's acknowledgement before closing the connection, in milliseconds. */
   keepaliveTimeoutMs: number;
 }
 
@@ -176,7 +176,7 @@ export interface ServiceConfig {
   cache: CacheConfig;
   rateLimit: RateLimitConfig;
   shutdown: {
-    /** How long to keep answering after reporting NOT_SERVING, in milliseconds, so Envoy moves traffic away first. */
+    /** How long to keep serving calls after reporting NOT_SERVING, in milliseconds, so Envoy moves traffic away first. */
     drainDelayMs: number;
     /** How long calls in flight may take to finish before they are cancelled, in milliseconds. */
     timeoutMs: number;

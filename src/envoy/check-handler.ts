@@ -13,7 +13,7 @@ import type { CheckRequestMessage, CheckResponseMessage } from './messages.js';
 /** Upper bound on one decision when Envoy sends no deadline, in milliseconds. */
 export const DECISION_TIMEOUT_MS = 5_000;
 
-/** What a Check needs; replaced as a whole when the configuration is reloaded. */
+/** Pipeline, response builder and settings of a Check, replaced as a whole on reload. */
 export interface CheckRuntime {
   pipeline: AuthPipeline;
   responses: CheckResponseBuilder;
@@ -30,7 +30,7 @@ export interface CheckHandlerOptions {
 }
 
 /**
- * The gRPC Check handler. It always answers with a CheckResponse: a thrown
+ * The gRPC Check handler. It always responds with a CheckResponse, because a thrown
  * error would be an RPC failure, which `failure_mode_allow` can turn into an
  * allow, so failures to decide become 503 denies here.
  */

@@ -4,9 +4,9 @@ import type { CheckRequestMessage } from './messages.js';
 
 /**
  * Reads the parts of an Envoy CheckRequest that the pipeline uses. Envoy sends
- * headers either as the `headers` map (lower-case names, repeated headers
- * joined with a comma) or, with `encode_raw_headers`, as `header_map` entries
- * whose values are `raw_value` bytes; both are read.
+ * headers as the `headers` map (lower-case names, repeated headers joined with
+ * a comma), or with `encode_raw_headers` as `header_map` entries whose values
+ * are `raw_value` bytes. Both forms are read.
  */
 export function toAuthRequest(message: CheckRequestMessage): AuthRequest {
   const attributes = message.attributes ?? {};

@@ -90,7 +90,7 @@ export class CheckResponseBuilder {
     };
   }
 
-  /** An OK response that sets no identity and only strips client-sent identity headers. */
+  /** Builds an OK response that sets no identity and only strips client-sent identity headers. */
   buildAuditPass(headers: RequestHeaders): CheckResponseMessage {
     return { status: { code: GRPC_OK }, ok_response: { headers: [], headers_to_remove: this.removalList(headers, false) } };
   }

@@ -1,5 +1,5 @@
 /**
- * The tenant store as the Check path sees it. Implementations: the embedded
+ * The tenant store interface of the Check path. Implementations: the embedded
  * store (tenants from the configuration file) and the Redis store. Nothing on
  * the Check path sees a store's own types.
  */
@@ -45,9 +45,9 @@ export interface TenantStore {
   /** Current health; the service reports NOT_SERVING while this is `not_serving`. */
   health(): StoreHealth;
   /**
-   * Lists every tenant with what it trusts for the certificate method, for
-   * the issuer-hash conflict check; absent when the configuration file is
-   * the source of tenants.
+   * Lists every tenant with its certificate-method trust settings, for the
+   * issuer-hash conflict check. Absent when the configuration file is the
+   * source of tenants.
    */
   listTenantTrust?(): Promise<{ name: string; headerAuthority: readonly string[]; pinnedCaPems: readonly string[] }[]>;
   /** Registers a listener called after an admin write changed one tenant or all of them. */
@@ -59,7 +59,7 @@ export interface TenantStore {
   close(): Promise<void>;
 }
 
-/** The store could not answer; the Check becomes a 503 deny (fail closed). */
+/** The store could not complete a lookup, so the Check becomes a 503 deny (fail closed). */
 export class StoreUnavailableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);

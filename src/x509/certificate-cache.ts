@@ -27,7 +27,7 @@ type CacheEntry =
 export class CertificateCache {
   readonly maxEntries: number;
   readonly #entries = new Map<string, CacheEntry>();
-  /** Lookups answered from the cache and lookups that parsed, since construction. */
+  /** Counts of lookups served from the cache and of lookups that parsed, since construction. */
   readonly stats = { hits: 0, misses: 0 };
 
   constructor(maxEntries: number = DEFAULT_CERTIFICATE_CACHE_ENTRIES) {
