@@ -21,7 +21,7 @@ const USAGE = `usage: npm run bench -- [options]
 
 Options:
   --quick                 short smoke run: one 2 s round per phase, 20,000 Redis targets
-  --scenario LIST         comma-separated scenario names or prefixes, e.g. token,cert (default: all)
+  --scenario LIST         comma-separated scenario names or prefixes, e.g. token,cert; a full name selects only that scenario (default: all)
   --list                  print the scenarios and exit
   --connections N         HTTP/2 connections of the load generator (default 4)
   --streams N             concurrent calls per connection (default 16)
@@ -101,7 +101,9 @@ function selectScenarios(filter: string | undefined): Scenario[] {
     return [...SCENARIOS];
   }
   const wanted = filter.split(',').map((part) => part.trim()).filter((part) => part !== '');
-  const selected = SCENARIOS.filter((scenario) => wanted.some((part) => scenario.name === part || scenario.name.startsWith(part)));
+  // A full name selects that scenario alone; anything else is a prefix.
+  const names = new Set(SCENARIOS.map((scenario) => scenario.name));
+  const selected = SCENARIOS.filter((scenario) => wanted.some((part) => (names.has(part) ? scenario.name === part : scenario.name.startsWith(part))));
   if (selected.length === 0) {
     throw new Error(`--scenario ${filter} matches no scenario; run with --list to see the names`);
   }

@@ -73,7 +73,7 @@ async function createFailureLimiter(config: ServiceConfig, logger: Logger): Prom
   return new FailureLimiter(config.rateLimit, config.ddi.certificate.trustedProxies, { shared, logger });
 }
 
-function createRuntime(config: ServiceConfig, store: TenantStore, digester: TokenDigester, metrics: Metrics | undefined, limiter: FailureLimiter): CheckRuntime {
+export function createRuntime(config: ServiceConfig, store: TenantStore, digester: TokenDigester, metrics: Metrics | undefined, limiter: FailureLimiter): CheckRuntime {
   const authenticators = createAuthenticators(config, digester);
   const certificate = authenticators.find((authenticator) => authenticator instanceof CertificateAuthenticator) as CertificateAuthenticator;
   metrics?.addCache('certificate', () => certificate.cacheStats);

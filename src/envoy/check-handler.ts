@@ -4,6 +4,7 @@ import { deny } from '../auth/decision.js';
 import type { AuthPipeline } from '../auth/pipeline.js';
 import { RequestHeaders, type AuthRequest } from '../auth/request.js';
 import type { LogLevel, Mode } from '../config/schema.js';
+import { DecisionLog } from '../observability/decision-log.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { toAuthRequest } from './check-request.js';
@@ -36,8 +37,7 @@ export interface CheckHandlerOptions {
  */
 export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUnaryCall<CheckRequestMessage, CheckResponseMessage> {
   const { logger, metrics } = options;
-  // Decision lines hold no secret, so they skip the redaction pass, which costs more than the rest of the line.
-  const decisionLogger = logger.child({}, { redact: [] });
+  const decisionLog = new DecisionLog(logger);
 
   return (call, callback) => {
     const started = process.hrtime.bigint();
@@ -47,12 +47,13 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
 
     const finish = (decision: Decision): void => {
       const durationSeconds = Number(process.hrtime.bigint() - started) / 1e9;
-      logDecision(decisionLogger, runtime, request, decision, durationSeconds);
-      metrics?.recordDecision(decision, durationSeconds, mode === 'audit');
+      const audit = mode === 'audit';
+      decisionLog.write(decision.kind === 'allow' ? runtime.allowLevel : runtime.denyLevel, { requestId: request?.requestId ?? '', decision, durationSeconds, audit });
+      metrics?.recordDecision(decision, durationSeconds, audit);
       const headers = request?.headers ?? new RequestHeaders();
       try {
         // Audit mode lets a would-be deny through without identity, still stripping client-sent identity headers.
-        const response = mode === 'audit' && decision.kind === 'deny' ? responses.buildAuditPass(headers) : responses.build(decision, headers);
+        const response = audit && decision.kind === 'deny' ? responses.buildAuditPass(headers) : responses.build(decision, headers);
         callback(null, response);
       } catch (error) {
         logger.error({ err: error, requestId: request?.requestId }, 'failed to build the Check response; denying');
@@ -147,23 +148,4 @@ function remainingMs(deadline: grpc.Deadline): number {
     return DECISION_TIMEOUT_MS;
   }
   return Math.max(0, Math.min(DECISION_TIMEOUT_MS, at - Date.now()));
-}
-
-function logDecision(logger: Logger, runtime: CheckRuntime, request: AuthRequest | undefined, decision: Decision, durationSeconds: number): void {
-  const level = decision.kind === 'allow' ? runtime.allowLevel : runtime.denyLevel;
-  if (level === 'silent' || !logger.isLevelEnabled(level)) {
-    return;
-  }
-  const fields = {
-    requestId: request?.requestId ?? '',
-    tenant: decision.tenant,
-    controllerId: decision.controllerId,
-    method: decision.method,
-    result: decision.kind,
-    reason: decision.kind === 'deny' ? decision.reason : undefined,
-    httpStatus: decision.kind === 'deny' ? decision.httpStatus : 200,
-    durationMs: Math.round(durationSeconds * 1e6) / 1000,
-    mode: runtime.mode === 'audit' ? 'audit' : undefined,
-  };
-  logger[level](fields, decision.kind);
 }

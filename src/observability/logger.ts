@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { LogStream } from './log-stream.js';
 import pino, { type DestinationStream, type Logger } from 'pino';
 
 export type { Logger } from 'pino';
@@ -23,13 +24,17 @@ export const REDACTED_PATHS = [
   '*.securityToken',
 ];
 
-/** Opens `stdout`, `stderr` or a file (created with its folder, appended to) for log lines. */
-export function logDestination(destination: string): DestinationStream {
+/**
+ * Opens `stdout`, `stderr` or a file (created with its folder, appended to)
+ * for log lines. Lines still buffered when the process exits are written
+ * synchronously on exit.
+ */
+export function logDestination(destination: string): LogStream {
   if (destination === 'stdout') {
-    return pino.destination({ fd: 1, sync: false });
+    return flushedOnExit(new LogStream(1));
   }
   if (destination === 'stderr') {
-    return pino.destination({ fd: 2, sync: false });
+    return flushedOnExit(new LogStream(2));
   }
   // Opened here, synchronously, so a path that cannot be written fails at start with its name.
   let fd: number;
@@ -39,7 +44,12 @@ export function logDestination(destination: string): DestinationStream {
   } catch (error) {
     throw new Error(`cannot open log.destination ${destination}: ${(error as NodeJS.ErrnoException).code ?? String(error)}; check the path and its permissions`);
   }
-  return pino.destination({ fd, sync: false });
+  return flushedOnExit(new LogStream(fd));
+}
+
+function flushedOnExit(stream: LogStream): LogStream {
+  process.on('exit', () => stream.flushSync());
+  return stream;
 }
 
 /**
@@ -65,6 +75,6 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
       formatters: { level: (label) => ({ level: label }) },
     },
-    destination ?? pino.destination({ fd: 1, sync: false }),
+    destination ?? logDestination('stdout'),
   );
 }

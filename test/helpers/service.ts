@@ -1,11 +1,10 @@
 import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
-import pino from 'pino';
 import { parseConfig } from '../../src/config/load.js';
 import type { ServiceConfig } from '../../src/config/schema.js';
 import type { CheckRequestMessage, CheckResponseMessage } from '../../src/envoy/messages.js';
 import { authorizationService, healthService } from '../../src/envoy/proto.js';
-import { REDACTED_PATHS } from '../../src/observability/logger.js';
+import { createLogger } from '../../src/observability/logger.js';
 import { createService, type ServiceHandle } from '../../src/service.js';
 
 /** Every log line the service wrote, as parsed JSON and as raw text. */
@@ -52,10 +51,8 @@ export async function startService(yamlText: string, options: { env?: NodeJS.Pro
   config.grpc.address = '127.0.0.1:0';
   config.http.address = '127.0.0.1:0';
   const log = new CapturedLog();
-  const logger = pino(
-    { level: 'debug', redact: { paths: REDACTED_PATHS, censor: '[redacted]' }, formatters: { level: (label) => ({ level: label }) } },
-    log.stream(),
-  );
+  // The service's own logger format, so tests read the lines operators see.
+  const logger = createLogger('debug', log.stream());
   const handle = await createService(config, { logger });
 
   const AuthClient = authorizationService();
