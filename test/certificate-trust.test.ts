@@ -274,7 +274,8 @@ describe('cert admin commands on Redis', function () {
         }
       }
       expect(Date.now() - revokedAt).to.be.lessThan(1000);
-      expect(serves[0].records.at(-1)?.reason).to.equal('certificate_revoked');
+      const denied = await serves[0].waitForRecord((record) => record.result === 'deny');
+      expect(denied.reason).to.equal('certificate_revoked');
       const copy = reencodeEcdsaSignature(device.pem);
       const checkCopy = () =>
         new Promise<number>((resolve, reject) =>

@@ -40,6 +40,8 @@ export interface ServeProcess {
   httpAddress: string;
   /** Log lines written so far, parsed. */
   records: Record<string, unknown>[];
+  /** Resolves with the first log record that matches, waiting for lines the service has not written yet. */
+  waitForRecord(matches: (record: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   output(): string;
   /** Sends SIGTERM and resolves with the exit code. */
   terminate(): Promise<number | null>;
@@ -49,14 +51,31 @@ export interface ServeProcess {
 export function startServe(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServeProcess> {
   const child = spawn(process.execPath, [CLI, ...args, 'serve'], { env: { ...process.env, HAWKBIT_EXT_AUTHZ_CONFIG: '', ...env } });
   let text = '';
+  // The service writes log lines in batches, so a read can end inside a line; the rest comes with the next read.
+  let partialLine = '';
   const records: Record<string, unknown>[] = [];
+  const waitForRecord = async (matches: (record: Record<string, unknown>) => boolean, timeoutMs = 5_000): Promise<Record<string, unknown>> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = records.find(matches);
+      if (found) {
+        return found;
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`no matching log record within ${timeoutMs} ms; output:\n${text}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  };
   const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
 
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`serve did not start within 15 s; output:\n${text}`)), 15_000);
     child.stderr.on('data', (chunk: Buffer) => (text += chunk.toString()));
     child.stdout.on('data', (chunk: Buffer) => {
-      for (const line of chunk.toString().split('\n')) {
+      const lines = (partialLine + chunk.toString()).split('\n');
+      partialLine = lines.pop() ?? '';
+      for (const line of lines) {
         text += `${line}\n`;
         if (!line.startsWith('{')) {
           continue;
@@ -70,6 +89,7 @@ export function startServe(args: string[], env: NodeJS.ProcessEnv = {}): Promise
             grpcAddress: String(record.grpcAddress),
             httpAddress: String(record.httpAddress),
             records,
+            waitForRecord,
             output: () => text,
             terminate: () => {
               child.kill('SIGTERM');
