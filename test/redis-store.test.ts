@@ -74,7 +74,7 @@ async function eventually(condition: () => Promise<boolean> | boolean, timeoutMs
   }
 }
 
-async function lookupFails(lookup: () => Promise<unknown>): Promise<Error> {
+async function lookupFails(lookup: () => unknown): Promise<Error> {
   try {
     await lookup();
   } catch (error) {

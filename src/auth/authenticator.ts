@@ -1,6 +1,6 @@
 import type { AuthMethod, DenyReason } from './decision.js';
 import type { DdiTarget } from '../ddi/path.js';
-import type { TenantSettings, TenantStore } from '../store/store.js';
+import type { MaybePromise, TenantSettings, TenantStore } from '../store/store.js';
 import type { AuthorizationHeader } from './authorization-header.js';
 import type { AuthRequest, RequestHeaders } from './request.js';
 
@@ -29,5 +29,6 @@ export interface Authenticator {
   enabledFor(tenant: TenantSettings): boolean;
   /** Whether the request carries this method's credential; decides `method_disabled` versus `no_credentials`. */
   hasCredential(context: AuthContext): boolean;
-  authenticate(context: AuthContext): Promise<MethodResult>;
+  /** Returns the result at once when it needs no lookup that waits, and a promise otherwise. */
+  authenticate(context: AuthContext): MaybePromise<MethodResult>;
 }

@@ -72,7 +72,7 @@ export class CertificateAuthenticator implements Authenticator {
     );
   }
 
-  async authenticate(context: AuthContext): Promise<MethodResult> {
+  authenticate(context: AuthContext): MethodResult {
     if (this.proxyHeadersApply(context)) {
       return this.authenticateProxyHeaders(context);
     }

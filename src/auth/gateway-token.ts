@@ -1,7 +1,7 @@
 import type { AuthContext } from './authenticator.js';
 import type { DenyReason } from './decision.js';
 import type { TenantSettings } from '../store/store.js';
-import { TokenAuthenticator } from './token-method.js';
+import { TokenAuthenticator, type StoredDigest } from './token-method.js';
 
 /** `Authorization: GatewayToken <key>`, compared with the tenant's gateway key; valid for any controller id of the tenant. */
 export class GatewayTokenAuthenticator extends TokenAuthenticator {
@@ -12,7 +12,7 @@ export class GatewayTokenAuthenticator extends TokenAuthenticator {
     return tenant.gatewayTokenEnabled;
   }
 
-  protected async storedDigest(context: AuthContext): Promise<Buffer | { outcome: 'failure'; reason: DenyReason }> {
+  protected storedDigest(context: AuthContext): StoredDigest {
     // An empty or missing key never authenticates.
     return context.tenant.gatewayKeyDigest ?? { outcome: 'failure', reason: 'token_missing' };
   }

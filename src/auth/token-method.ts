@@ -1,7 +1,13 @@
 import type { Authenticator, AuthContext, MethodResult } from './authenticator.js';
 import type { AuthMethod, DenyReason } from './decision.js';
-import type { TenantSettings } from '../store/store.js';
+import { then, type MaybePromise, type TenantSettings } from '../store/store.js';
 import type { TokenDigester } from '../store/token-digest.js';
+
+/** The stored digest to compare with, or the failure when there is none. */
+export type StoredDigest = Buffer | { outcome: 'failure'; reason: DenyReason };
+
+const SUCCESS: MethodResult = Object.freeze({ outcome: 'success' });
+const TOKEN_MISMATCH: MethodResult = Object.freeze({ outcome: 'failure', reason: 'token_mismatch' });
 
 /**
  * Shared flow of the `Authorization` token methods: read the credential of
@@ -22,7 +28,7 @@ export abstract class TokenAuthenticator implements Authenticator {
   protected abstract tenantEnabled(tenant: TenantSettings): boolean;
 
   /** Returns the stored digest to compare with, or the failure when there is none. */
-  protected abstract storedDigest(context: AuthContext): Promise<Buffer | { outcome: 'failure'; reason: DenyReason }>;
+  protected abstract storedDigest(context: AuthContext): MaybePromise<StoredDigest>;
 
   enabledFor(tenant: TenantSettings): boolean {
     return this.systemEnabled && this.tenantEnabled(tenant);
@@ -32,7 +38,7 @@ export abstract class TokenAuthenticator implements Authenticator {
     return context.authorization.kind === 'credentials' && context.authorization.scheme === this.scheme;
   }
 
-  async authenticate(context: AuthContext): Promise<MethodResult> {
+  authenticate(context: AuthContext): MaybePromise<MethodResult> {
     const authorization = context.authorization;
     if (authorization.kind === 'absent') {
       return { outcome: 'absent' };
@@ -44,13 +50,17 @@ export abstract class TokenAuthenticator implements Authenticator {
       return { outcome: 'absent' };
     }
 
-    const stored = await this.storedDigest(context);
+    const credential = authorization.credential;
+    return then(this.storedDigest(context), (stored) => this.#compare(credential, stored));
+  }
+
+  #compare(credential: string, stored: StoredDigest): MethodResult {
     if (!Buffer.isBuffer(stored)) {
       return stored;
     }
-    if (!this.digester.matches(authorization.credential, stored)) {
-      return { outcome: 'failure', reason: 'token_mismatch' };
+    if (!this.digester.matches(credential, stored)) {
+      return TOKEN_MISMATCH;
     }
-    return { outcome: 'success' };
+    return SUCCESS;
   }
 }

@@ -2,6 +2,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Decision } from '../auth/decision.js';
 import { deny } from '../auth/decision.js';
 import type { AuthPipeline } from '../auth/pipeline.js';
+import type { MaybePromise } from '../store/store.js';
 import { RequestHeaders, type AuthRequest } from '../auth/request.js';
 import type { LogLevel, Mode } from '../config/schema.js';
 import { DecisionLog } from '../observability/decision-log.js';
@@ -39,33 +40,47 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
   const { logger, metrics } = options;
   const decisionLog = new DecisionLog(logger);
 
+  /** Logs and counts a decision and sends its response. `startedMs` is the `performance.now()` of the call's start. */
+  const respond = (runtime: CheckRuntime, request: AuthRequest | undefined, decision: Decision, startedMs: number, callback: grpc.sendUnaryData<CheckResponseMessage>): void => {
+    const durationSeconds = (performance.now() - startedMs) / 1000;
+    const audit = runtime.mode === 'audit';
+    decisionLog.write(decision.kind === 'allow' ? runtime.allowLevel : runtime.denyLevel, { requestId: request?.requestId ?? '', decision, durationSeconds, audit });
+    metrics?.recordDecision(decision, durationSeconds, audit);
+    const headers = request?.headers ?? new RequestHeaders();
+    const { responses } = runtime;
+    let response: CheckResponseMessage;
+    try {
+      // Audit mode lets a would-be deny through without identity, still stripping client-sent identity headers.
+      response = audit && decision.kind === 'deny' ? responses.buildAuditPass(headers) : responses.build(decision, headers);
+    } catch (error) {
+      logger.error({ err: error, requestId: request?.requestId }, 'failed to build the Check response; denying');
+      response = responses.build(deny('internal_error'), new RequestHeaders());
+    }
+    callback(null, response);
+  };
+
   return (call, callback) => {
-    const started = process.hrtime.bigint();
+    const startedMs = performance.now();
     const runtime = options.runtime();
-    const { pipeline, responses, mode } = runtime;
-    let request: AuthRequest | undefined;
-
-    const finish = (decision: Decision): void => {
-      const durationSeconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const audit = mode === 'audit';
-      decisionLog.write(decision.kind === 'allow' ? runtime.allowLevel : runtime.denyLevel, { requestId: request?.requestId ?? '', decision, durationSeconds, audit });
-      metrics?.recordDecision(decision, durationSeconds, audit);
-      const headers = request?.headers ?? new RequestHeaders();
-      try {
-        // Audit mode lets a would-be deny through without identity, still stripping client-sent identity headers.
-        const response = audit && decision.kind === 'deny' ? responses.buildAuditPass(headers) : responses.build(decision, headers);
-        callback(null, response);
-      } catch (error) {
-        logger.error({ err: error, requestId: request?.requestId }, 'failed to build the Check response; denying');
-        callback(null, responses.build(deny('internal_error'), new RequestHeaders()));
-      }
-    };
-
+    let request: AuthRequest;
+    let result: MaybePromise<Decision>;
     try {
       request = toAuthRequest(call.request);
     } catch (error) {
       logger.error({ err: error }, 'failed to read the CheckRequest; denying');
-      finish(deny('internal_error'));
+      respond(runtime, undefined, deny('internal_error'), startedMs, callback);
+      return;
+    }
+    try {
+      result = runtime.pipeline.decide(request);
+    } catch (error) {
+      logger.error({ err: error, requestId: request.requestId }, 'Check failed; denying');
+      respond(runtime, request, deny('internal_error'), startedMs, callback);
+      return;
+    }
+    // Most decisions need no lookup that waits, so they need no deadline either.
+    if (!(result instanceof Promise)) {
+      respond(runtime, request, result, startedMs, callback);
       return;
     }
 
@@ -73,25 +88,24 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
     const pending = deadlines.add(Date.now() + remainingMs(call.getDeadline()), () => {
       if (!settled) {
         settled = true;
-        finish(deny('deadline_exceeded'));
+        respond(runtime, request, deny('deadline_exceeded'), startedMs, callback);
       }
     });
-
-    pipeline.decide(request).then(
+    result.then(
       (decision) => {
         deadlines.delete(pending);
         // A decision that arrives after the deadline is dropped; the deny already went out.
         if (!settled) {
           settled = true;
-          finish(decision);
+          respond(runtime, request, decision, startedMs, callback);
         }
       },
       (error: unknown) => {
         deadlines.delete(pending);
-        logger.error({ err: error, requestId: request?.requestId }, 'Check failed; denying');
+        logger.error({ err: error, requestId: request.requestId }, 'Check failed; denying');
         if (!settled) {
           settled = true;
-          finish(deny('internal_error'));
+          respond(runtime, request, deny('internal_error'), startedMs, callback);
         }
       },
     );

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { Decision } from '../auth/decision.js';
 
 const PREFIX = 'hawkbit_ext_authz_';
@@ -22,13 +22,14 @@ export interface MetricsOptions {
  */
 export class Metrics {
   readonly registry = new Registry();
-  readonly #decisions: Counter<'method' | 'result' | 'reason' | 'mode' | 'tenant'>;
-  readonly #duration: Histogram<'result'>;
-  readonly #storeErrors: Counter<'operation'>;
-  /** Counter children by label values; bounded because every label takes values from a closed set or the configuration. */
-  readonly #decisionChildren = new Map<string, { inc(): void }>();
-  readonly #allowDuration: { observe(value: number): void };
-  readonly #denyDuration: { observe(value: number): void };
+  /**
+   * Decision counts by label values, read by the counter at scrape time; a
+   * plain count per Check costs far less than prom-client's label hashing.
+   * Bounded, because every label takes values from a closed set or the configuration.
+   */
+  readonly #decisionCounts = new Map<string, { labels: Record<string, string>; count: number }>();
+  readonly #duration: DurationHistogram;
+  #storeErrors = 0;
   readonly #cacheSources = new Map<string, () => CacheStats>();
   readonly #issuerHashConflicts: Gauge;
 
@@ -42,26 +43,37 @@ export class Metrics {
       registers: [this.registry],
     }).set({ version: options.version, node_version: process.version }, 1);
 
-    this.#decisions = new Counter({
+    const decisionCounts = this.#decisionCounts;
+    new Counter({
       name: `${PREFIX}decisions_total`,
       help: 'Check decisions by method, result and reason code. In audit mode, the decision that would have been made.',
       labelNames: options.tenantLabel ? ['method', 'result', 'reason', 'mode', 'tenant'] : ['method', 'result', 'reason', 'mode'],
       registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const { labels, count } of decisionCounts.values()) {
+          this.inc(labels, count);
+        }
+      },
     });
-    this.#duration = new Histogram({
-      name: `${PREFIX}check_duration_seconds`,
-      help: 'Time from receiving a Check to sending its response, in seconds.',
-      labelNames: ['result'],
-      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
-      registers: [this.registry],
-    });
-    this.#allowDuration = this.#duration.labels({ result: 'allow' });
-    this.#denyDuration = this.#duration.labels({ result: 'deny' });
-    this.#storeErrors = new Counter({
+    this.#duration = new DurationHistogram(
+      `${PREFIX}check_duration_seconds`,
+      'Time from receiving a Check to sending its response, in seconds.',
+      [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    );
+    this.registry.registerMetric(this.#duration as unknown as Metric);
+    const storeErrors = (): number => this.#storeErrors;
+    new Counter({
       name: `${PREFIX}store_errors_total`,
       help: 'Store lookups that failed and made the Check a 503 deny.',
       labelNames: ['operation'],
       registers: [this.registry],
+      collect() {
+        this.reset();
+        if (storeErrors() > 0) {
+          this.inc({ operation: 'lookup' }, storeErrors());
+        }
+      },
     });
 
     this.#issuerHashConflicts = new Gauge({
@@ -97,32 +109,93 @@ export class Metrics {
   }
 
   recordDecision(decision: Decision, durationSeconds: number, audit: boolean): void {
-    const labels: Record<string, string> = {
-      method: decision.method ?? 'none',
-      result: decision.kind,
-      reason: decision.kind === 'deny' ? decision.reason : 'none',
-      mode: audit ? 'audit' : 'enforce',
-    };
+    const method = decision.method ?? 'none';
+    const reason = decision.kind === 'deny' ? decision.reason : 'none';
+    const mode = audit ? 'audit' : 'enforce';
+    let tenant: string | undefined;
     if (this.options.tenantLabel) {
       // These denies carry the tenant as written in the path, which a client controls.
       const fromPath = decision.kind === 'deny' && (decision.reason === 'unknown_tenant' || decision.reason === 'store_unavailable');
-      labels.tenant = fromPath ? 'none' : (decision.tenant ?? 'none');
+      tenant = fromPath ? 'none' : (decision.tenant ?? 'none');
     }
-    // Label children are looked up once per label set; prom-client hashes the labels on every plain inc().
-    const key = labels.tenant === undefined ? `${labels.method}|${labels.result}|${labels.reason}|${labels.mode}` : `${labels.method}|${labels.result}|${labels.reason}|${labels.mode}|${labels.tenant}`;
-    let counter = this.#decisionChildren.get(key);
-    if (!counter) {
-      counter = this.#decisions.labels(labels);
-      this.#decisionChildren.set(key, counter);
+    const key = tenant === undefined ? `${method}|${decision.kind}|${reason}|${mode}` : `${method}|${decision.kind}|${reason}|${mode}|${tenant}`;
+    const entry = this.#decisionCounts.get(key);
+    if (entry) {
+      entry.count++;
+    } else {
+      const labels: Record<string, string> = { method, result: decision.kind, reason, mode };
+      if (tenant !== undefined) {
+        labels.tenant = tenant;
+      }
+      this.#decisionCounts.set(key, { labels, count: 1 });
     }
-    counter.inc();
-    (decision.kind === 'allow' ? this.#allowDuration : this.#denyDuration).observe(durationSeconds);
+    this.#duration.observe(decision.kind, durationSeconds);
     if (decision.kind === 'deny' && decision.reason === 'store_unavailable') {
-      this.#storeErrors.inc({ operation: 'lookup' });
+      this.#storeErrors++;
     }
   }
 
   async render(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
+
+/** One sample as prom-client's registry formats it. */
+interface MetricSample {
+  metricName: string;
+  labels: Record<string, string | number>;
+  value: number;
+}
+
+/**
+ * The Check duration histogram, labelled by result. Observations go into
+ * plain arrays; prom-client's registry reads them through `get()`, the
+ * contract every prom-client metric fulfils, and prints them in the same
+ * format as its own Histogram.
+ */
+class DurationHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  readonly #bounds: readonly number[];
+  readonly #series = new Map<string, { buckets: Float64Array; sum: number; count: number }>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    bounds: readonly number[],
+  ) {
+    this.#bounds = bounds;
+  }
+
+  observe(result: string, seconds: number): void {
+    let series = this.#series.get(result);
+    if (!series) {
+      series = { buckets: new Float64Array(this.#bounds.length), sum: 0, count: 0 };
+      this.#series.set(result, series);
+    }
+    const bounds = this.#bounds;
+    for (let index = 0; index < bounds.length; index++) {
+      if (seconds <= bounds[index]) {
+        series.buckets[index]++;
+        break;
+      }
+    }
+    series.sum += seconds;
+    series.count++;
+  }
+
+  get(): { name: string; help: string; type: string; aggregator: string; values: MetricSample[] } {
+    const values: MetricSample[] = [];
+    for (const [result, series] of this.#series) {
+      let cumulative = 0;
+      this.#bounds.forEach((bound, index) => {
+        cumulative += series.buckets[index];
+        values.push({ metricName: `${this.name}_bucket`, labels: { le: bound, result }, value: cumulative });
+      });
+      values.push({ metricName: `${this.name}_bucket`, labels: { le: '+Inf', result }, value: series.count });
+      values.push({ metricName: `${this.name}_sum`, labels: { result }, value: series.sum });
+      values.push({ metricName: `${this.name}_count`, labels: { result }, value: series.count });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
 }

@@ -41,11 +41,11 @@ export class MemoryStore implements TenantStore {
     return this.#tenants.size;
   }
 
-  async getTenant(key: string): Promise<TenantSettings | undefined> {
+  getTenant(key: string): TenantSettings | undefined {
     return this.#tenants.get(key);
   }
 
-  async getTarget(key: string, controllerId: string): Promise<TargetCredentials | undefined> {
+  getTarget(key: string, controllerId: string): TargetCredentials | undefined {
     return this.#targets.get(key)?.get(controllerId);
   }
 

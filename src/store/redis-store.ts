@@ -21,7 +21,7 @@ import {
   type Invalidation,
 } from './redis-layout.js';
 import { StoreUnavailableError } from './store.js';
-import type { StoreHealth, TargetCredentials, TenantSettings, TenantStore } from './store.js';
+import type { MaybePromise, StoreHealth, TargetCredentials, TenantSettings, TenantStore } from './store.js';
 import { tenantSettingsFrom } from './tenant-settings.js';
 import { PINNED_CA_FIELD_PREFIX, REVOKED_FIELD_PREFIX } from './redis-layout.js';
 import type { TokenDigester } from './token-digest.js';
@@ -182,7 +182,7 @@ export class RedisStore implements TenantStore {
     this.#logger.info({ ...address, mode: connections.mode, keyPrefix: this.#config.keyPrefix }, 'Redis store connected');
   }
 
-  async getTenant(tenantKey: string): Promise<TenantSettings | undefined> {
+  getTenant(tenantKey: string): MaybePromise<TenantSettings | undefined> {
     const readTenant = async (connections: RedisConnections): Promise<TenantSettings | undefined> => {
       const hash = await connections.command.hGetAll(this.#keys.tenant(tenantKey));
       return this.#tenantFromHash(tenantKey, hash);
@@ -190,7 +190,7 @@ export class RedisStore implements TenantStore {
     return this.#lookup(this.#tenantCache, this.#tenantStats, tenantKey, tenantKey, `Redis lookup of tenant ${tenantKey}`, readTenant);
   }
 
-  async getTarget(tenantKey: string, controllerId: string): Promise<TargetCredentials | undefined> {
+  getTarget(tenantKey: string, controllerId: string): MaybePromise<TargetCredentials | undefined> {
     const readTarget = async (connections: RedisConnections): Promise<TargetCredentials | undefined> => {
       const stored = await connections.command.hGet(this.#keys.targets(tenantKey), controllerId);
       if (stored === null) {
@@ -253,21 +253,21 @@ export class RedisStore implements TenantStore {
   }
 
   /**
-   * Returns a trusted cached value, or reads Redis and caches the result.
-   * Any failure throws StoreUnavailableError, except that a cached allow may
-   * stand in while `cache.staleAllowMs` permits it.
+   * Returns a trusted cached value at once, or reads Redis and caches the
+   * result. Any failure rejects with StoreUnavailableError, except that a
+   * cached allow may stand in while `cache.staleAllowMs` permits it.
    */
-  async #lookup<V>(
+  #lookup<V>(
     cache: BoundedTtlCache<Cached<V>>,
     stats: RedisCacheStats,
     tenantKey: string,
     cacheKey: string,
     description: string,
     read: (connections: RedisConnections) => Promise<V | undefined>,
-  ): Promise<V | undefined> {
+  ): MaybePromise<V | undefined> {
     const connections = this.#connections;
     if (this.#closed || !this.#started || connections === undefined) {
-      throw new StoreUnavailableError(`${description} failed: the Redis store is ${this.#closed ? 'closed' : 'not connected'}`);
+      return Promise.reject(new StoreUnavailableError(`${description} failed: the Redis store is ${this.#closed ? 'closed' : 'not connected'}`));
     }
     const generation = this.#generations.get(tenantKey) ?? 0;
     const entry = cache.get(cacheKey);
@@ -276,11 +276,23 @@ export class RedisStore implements TenantStore {
       stats.hits += 1;
       return cached.value ?? undefined;
     }
+    return this.#read(cache, stats, cacheKey, generation, cached, description, () => read(connections));
+  }
 
+  /** Reads a value missing from the cache (or not trusted there) from Redis, and caches it unless an invalidation arrived meanwhile. */
+  async #read<V>(
+    cache: BoundedTtlCache<Cached<V>>,
+    stats: RedisCacheStats,
+    cacheKey: string,
+    generation: number,
+    cached: Cached<V> | undefined,
+    description: string,
+    read: () => Promise<V | undefined>,
+  ): Promise<V | undefined> {
     const invalidationsBefore = this.#invalidationCount;
     let value: V | undefined;
     try {
-      value = await withTimeout(read(connections), this.#lookupTimeoutMs, description);
+      value = await withTimeout(read(), this.#lookupTimeoutMs, description);
     } catch (error) {
       if (cached !== undefined && cached.value !== null && this.#staleAllowed()) {
         stats.hits += 1;

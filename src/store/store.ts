@@ -37,11 +37,26 @@ export interface TargetCredentials {
 
 export type StoreHealth = 'serving' | 'not_serving';
 
+/** A value, or a promise of it when producing it had to wait, for example for Redis. */
+export type MaybePromise<T> = T | Promise<T>;
+
+/** Applies `next` to a value now, or once its promise fulfils. */
+export function then<T, R>(value: MaybePromise<T>, next: (settled: T) => MaybePromise<R>): MaybePromise<R> {
+  return value instanceof Promise ? value.then(next) : next(value);
+}
+
 export interface TenantStore {
-  /** Looks a tenant up by its upper-case key. Throws StoreUnavailableError when it cannot tell. */
-  getTenant(tenantKey: string): Promise<TenantSettings | undefined>;
-  /** Looks a target up by upper-case tenant key and exact controller id. Throws StoreUnavailableError when it cannot tell. */
-  getTarget(tenantKey: string, controllerId: string): Promise<TargetCredentials | undefined>;
+  /**
+   * Looks a tenant up by its upper-case key, returning at once when the answer
+   * is in memory. Throws or rejects with StoreUnavailableError when it cannot tell.
+   */
+  getTenant(tenantKey: string): MaybePromise<TenantSettings | undefined>;
+  /**
+   * Looks a target up by upper-case tenant key and exact controller id,
+   * returning at once when the answer is in memory. Throws or rejects with
+   * StoreUnavailableError when it cannot tell.
+   */
+  getTarget(tenantKey: string, controllerId: string): MaybePromise<TargetCredentials | undefined>;
   /** Current health; the service reports NOT_SERVING while this is `not_serving`. */
   health(): StoreHealth;
   /**

@@ -1,0 +1,311 @@
+import { expect } from 'chai';
+import fc from 'fast-check';
+import { Writable } from 'node:stream';
+import type { AllowDecision, Decision, DenyDecision } from '../src/auth/decision.js';
+import type { LogLevel } from '../src/config/schema.js';
+import { DecisionLog, type DecisionLogEntry } from '../src/observability/decision-log.js';
+import { createLogger } from '../src/observability/logger.js';
+import { fuzzParameters } from './helpers/fuzz.js';
+
+/** A destination that keeps every chunk written to it, as pino writes one line per chunk. */
+class LineCapture extends Writable {
+  readonly chunks: Buffer[] = [];
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.chunks.push(chunk);
+    callback();
+  }
+
+  /** Everything written so far, decoded as UTF-8. */
+  get text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+
+  /** The records of the complete lines written so far. */
+  records(): Record<string, unknown>[] {
+    return this.text
+      .split('\n')
+      .slice(0, -1)
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  }
+}
+
+const ALLOW: AllowDecision = { kind: 'allow', tenant: 'DEFAULT', controllerId: 'device-01', method: 'target-token' };
+
+const DENY: DenyDecision = {
+  kind: 'deny',
+  httpStatus: 401,
+  reason: 'token_mismatch',
+  tenant: 'DEFAULT',
+  controllerId: 'device-01',
+  method: 'gateway-token',
+};
+
+function entry(decision: Decision, overrides: Partial<DecisionLogEntry> = {}): DecisionLogEntry {
+  return { requestId: 'req-1', decision, durationSeconds: 0.0012345678, audit: false, ...overrides };
+}
+
+function setup(level: string): { capture: LineCapture; decisionLog: DecisionLog; logger: ReturnType<typeof createLogger> } {
+  const capture = new LineCapture();
+  const logger = createLogger(level, capture);
+  return { capture, decisionLog: new DecisionLog(logger), logger };
+}
+
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+describe('DecisionLog', () => {
+  it('writes allow line fields', () => {
+    const { capture, decisionLog } = setup('info');
+
+    const before = Date.now();
+    decisionLog.write('info', entry(ALLOW));
+    const after = Date.now();
+
+    const records = capture.records();
+    expect(records).to.have.length(1);
+    const [record] = records;
+    expect(record.level).to.equal('info');
+    expect(record.time).to.match(ISO_TIME);
+    expect(Date.parse(String(record.time))).to.be.within(before, after);
+    expect(record.service).to.equal('hawkbit-ext-authz');
+    expect(record.requestId).to.equal('req-1');
+    expect(record.tenant).to.equal('DEFAULT');
+    expect(record.controllerId).to.equal('device-01');
+    expect(record.method).to.equal('target-token');
+    expect(record.result).to.equal('allow');
+    expect(record.httpStatus).to.equal(200);
+    expect(record.durationMs).to.equal(1.235);
+    expect(record.msg).to.equal('allow');
+    expect(record).to.not.have.property('reason');
+    expect(record).to.not.have.property('mode');
+    expect(Object.keys(record)).to.deep.equal([
+      'level',
+      'time',
+      'service',
+      'requestId',
+      'tenant',
+      'controllerId',
+      'method',
+      'result',
+      'httpStatus',
+      'durationMs',
+      'msg',
+    ]);
+  });
+
+  it('matches pino line format', () => {
+    const { capture, decisionLog, logger } = setup('info');
+
+    decisionLog.write('info', entry(ALLOW));
+    logger.info(
+      {
+        requestId: 'req-1',
+        tenant: 'DEFAULT',
+        controllerId: 'device-01',
+        method: 'target-token',
+        result: 'allow',
+        httpStatus: 200,
+        durationMs: 1.235,
+      },
+      'allow',
+    );
+
+    const withoutTime = capture.text.replace(/"time":"[^"]*"/g, '"time":""').split('\n');
+    expect(withoutTime).to.have.length(3);
+    expect(withoutTime[0]).to.equal(withoutTime[1]);
+  });
+
+  it('rounds durationMs to microseconds', () => {
+    const cases: [number, number][] = [
+      [0, 0],
+      [0.0000004, 0],
+      [0.0000006, 0.001],
+      [0.000001, 0.001],
+      [0.123456789, 123.457],
+      [0.5, 500],
+      [2, 2000],
+    ];
+    const { capture, decisionLog } = setup('info');
+
+    for (const [durationSeconds] of cases) {
+      decisionLog.write('info', entry(ALLOW, { durationSeconds }));
+    }
+
+    const durations = capture.records().map((record) => record.durationMs);
+    expect(durations).to.deep.equal(cases.map(([, durationMs]) => durationMs));
+  });
+
+  it('writes deny line fields', () => {
+    const { capture, decisionLog } = setup('info');
+
+    decisionLog.write('warn', entry(DENY));
+
+    const [record] = capture.records();
+    expect(record.level).to.equal('warn');
+    expect(record.service).to.equal('hawkbit-ext-authz');
+    expect(record.tenant).to.equal('DEFAULT');
+    expect(record.controllerId).to.equal('device-01');
+    expect(record.method).to.equal('gateway-token');
+    expect(record.result).to.equal('deny');
+    expect(record.reason).to.equal('token_mismatch');
+    expect(record.httpStatus).to.equal(401);
+    expect(record.msg).to.equal('deny');
+  });
+
+  it('omits absent deny fields', () => {
+    const { capture, decisionLog } = setup('info');
+    const decision: DenyDecision = { kind: 'deny', httpStatus: 403, reason: 'path_not_ddi' };
+
+    decisionLog.write('info', entry(decision, { requestId: '' }));
+
+    const [record] = capture.records();
+    expect(record.requestId).to.equal('');
+    expect(record).to.not.have.property('method');
+    expect(record).to.not.have.property('tenant');
+    expect(record).to.not.have.property('controllerId');
+    expect(record.reason).to.equal('path_not_ddi');
+    expect(record.httpStatus).to.equal(403);
+  });
+
+  it('marks audit mode only when audit', () => {
+    const { capture, decisionLog } = setup('info');
+
+    decisionLog.write('info', entry(DENY, { audit: true }));
+    decisionLog.write('info', entry(DENY, { audit: false }));
+
+    const [audited, enforced] = capture.records();
+    expect(audited.mode).to.equal('audit');
+    expect(enforced).to.not.have.property('mode');
+  });
+
+  it('skips disabled levels', () => {
+    const { capture, decisionLog } = setup('warn');
+
+    decisionLog.write('debug', entry(ALLOW));
+    const afterDebug = capture.text;
+    decisionLog.write('info', entry(ALLOW));
+    const afterInfo = capture.text;
+    decisionLog.write('error', entry(DENY));
+
+    expect(afterDebug).to.equal('');
+    expect(afterInfo).to.equal('');
+    expect(capture.records().map((record) => record.level)).to.deep.equal(['error']);
+  });
+
+  it('silent writes nothing', () => {
+    const { capture, decisionLog } = setup('trace');
+    const silentLogger = setup('silent');
+
+    decisionLog.write('silent', entry(ALLOW));
+    silentLogger.decisionLog.write('fatal', entry(DENY));
+
+    expect(capture.text).to.equal('');
+    expect(silentLogger.capture.text).to.equal('');
+  });
+
+  it('follows later level change', () => {
+    const { capture, decisionLog, logger } = setup('info');
+
+    logger.level = 'warn';
+    decisionLog.write('info', entry(ALLOW));
+    const afterRaise = capture.text;
+    decisionLog.write('warn', entry(DENY));
+    logger.level = 'debug';
+    decisionLog.write('debug', entry(ALLOW));
+
+    expect(afterRaise).to.equal('');
+    expect(capture.records().map((record) => record.level)).to.deep.equal(['warn', 'debug']);
+  });
+
+  it('includes child logger bindings', () => {
+    const { capture, logger } = setup('info');
+    const child = logger.child({ worker: 3 });
+
+    new DecisionLog(child).write('info', entry(ALLOW));
+    new DecisionLog(logger).write('info', entry(ALLOW));
+
+    const [fromChild, fromParent] = capture.records();
+    expect(fromChild.worker).to.equal(3);
+    expect(fromChild.service).to.equal('hawkbit-ext-authz');
+    expect(Object.keys(fromChild).slice(0, 5)).to.deep.equal(['level', 'time', 'service', 'worker', 'requestId']);
+    expect(fromParent).to.not.have.property('worker');
+  });
+
+  it('follows child logger level', () => {
+    const { capture, logger } = setup('info');
+    const child = logger.child({ worker: 3 });
+    const decisionLog = new DecisionLog(child);
+
+    child.level = 'error';
+    decisionLog.write('warn', entry(DENY));
+
+    expect(capture.text).to.equal('');
+  });
+
+  it('escapes client-controlled strings', () => {
+    const values = [
+      'say "hi"',
+      'back\\slash\\',
+      'line\nbreak',
+      'carriage\rreturn',
+      '\t\b\f\v',
+      '\u0000\u0001\u001f\u007f',
+      'separators\u2028\u2029',
+      'lone high \ud800',
+      'lone low \udfff',
+      '\ude00\ud83d reversed pair',
+      'é € 😀',
+      '","result":"allow',
+      '</script>',
+      '',
+    ];
+
+    for (const value of values) {
+      const { capture, decisionLog } = setup('info');
+      const decision: DenyDecision = { ...DENY, tenant: value, controllerId: value };
+
+      decisionLog.write('info', entry(decision, { requestId: value }));
+
+      const text = capture.text;
+      const label = JSON.stringify(value);
+      expect(text.endsWith('\n'), label).to.equal(true);
+      expect(text.slice(0, -1), label).to.not.include('\n');
+      expect(text.slice(0, -1), label).to.not.include('\r');
+      const record = JSON.parse(text) as Record<string, unknown>;
+      expect(record.requestId, label).to.equal(value);
+      expect(record.tenant, label).to.equal(value);
+      expect(record.controllerId, label).to.equal(value);
+      expect(record.result, label).to.equal('deny');
+    }
+  });
+
+  it('round-trips any UTF-16 string', () => {
+    const anyCodeUnit = fc.integer({ min: 0, max: 0xffff }).map((code) => String.fromCharCode(code));
+    const { capture, decisionLog } = setup('info');
+
+    fc.assert(
+      fc.property(fc.string({ unit: anyCodeUnit, maxLength: 40 }), fc.string({ unit: anyCodeUnit, maxLength: 40 }), (requestId, controllerId) => {
+        capture.chunks.length = 0;
+        decisionLog.write('info', entry({ ...ALLOW, controllerId }, { requestId }));
+
+        const lines = capture.text.split('\n');
+        expect(lines).to.have.length(2);
+        const record = JSON.parse(lines[0]) as Record<string, unknown>;
+        expect(record.requestId).to.equal(requestId);
+        expect(record.controllerId).to.equal(controllerId);
+      }),
+      fuzzParameters(),
+    );
+  });
+
+  it('writes levels as labels', () => {
+    const levels: LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+    const { capture, decisionLog } = setup('trace');
+
+    for (const level of levels) {
+      decisionLog.write(level, entry(ALLOW));
+    }
+
+    expect(capture.records().map((record) => record.level)).to.deep.equal(levels);
+  });
+});
