@@ -21,7 +21,7 @@ class LineCapture extends Writable {
     return Buffer.concat(this.chunks).toString('utf8');
   }
 
-  /** The records of the complete lines written so far. */
+  /** Parses each complete line written so far as JSON. */
   records(): Record<string, unknown>[] {
     return this.text
       .split('\n')
@@ -229,6 +229,17 @@ describe('DecisionLog', () => {
     expect(fromChild.service).to.equal('hawkbit-ext-authz');
     expect(Object.keys(fromChild).slice(0, 5)).to.deep.equal(['level', 'time', 'service', 'worker', 'requestId']);
     expect(fromParent).to.not.have.property('worker');
+  });
+
+  it('keeps redacted child bindings', () => {
+    const { capture, logger } = setup('info');
+    const child = logger.child({ token: 'secret-token-value' });
+
+    new DecisionLog(child).write('info', entry(ALLOW));
+
+    const [record] = capture.records();
+    expect(record.token).to.equal('[redacted]');
+    expect(capture.text).to.not.include('secret-token-value');
   });
 
   it('follows child logger level', () => {

@@ -13,15 +13,16 @@ export const AUTHORIZATION_MAX_LENGTH = 4096;
 const SCHEME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const TOKEN68 = /^[A-Za-z0-9\-._~+/]+=*$/;
 
+const ABSENT: AuthorizationHeader = Object.freeze({ kind: 'absent' });
+
 export function parseAuthorization(headers: RequestHeaders): AuthorizationHeader {
-  const values = headers.all('authorization');
-  if (values.length === 0) {
-    return { kind: 'absent' };
+  const value = headers.single('authorization');
+  if (value === undefined) {
+    return ABSENT;
   }
-  if (values.length > 1) {
+  if (value === null) {
     return { kind: 'invalid', reason: 'authorization_repeated' };
   }
-  const value = values[0];
   if (value.length > AUTHORIZATION_MAX_LENGTH) {
     return { kind: 'invalid', reason: 'authorization_malformed' };
   }
@@ -29,15 +30,34 @@ export function parseAuthorization(headers: RequestHeaders): AuthorizationHeader
   if (value.includes(',')) {
     return { kind: 'invalid', reason: 'authorization_repeated' };
   }
-  const trimmed = value.replace(/^[ \t]+|[ \t]+$/g, '');
-  const separator = trimmed.indexOf(' ');
-  if (separator <= 0) {
+  // Optional whitespace (space or tab) around the value is not part of it.
+  let start = 0;
+  let end = value.length;
+  while (start < end && isOptionalWhitespace(value.charCodeAt(start))) {
+    start++;
+  }
+  while (end > start && isOptionalWhitespace(value.charCodeAt(end - 1))) {
+    end--;
+  }
+  const separator = value.indexOf(' ', start);
+  if (separator <= start || separator >= end) {
     return { kind: 'invalid', reason: 'authorization_malformed' };
   }
-  const scheme = trimmed.slice(0, separator);
-  const credential = trimmed.slice(separator).replace(/^ +/, '');
+  let credentialStart = separator + 1;
+  while (credentialStart < end && value.charCodeAt(credentialStart) === SPACE) {
+    credentialStart++;
+  }
+  const scheme = value.slice(start, separator);
+  const credential = value.slice(credentialStart, end);
   if (!SCHEME.test(scheme) || !TOKEN68.test(credential)) {
     return { kind: 'invalid', reason: 'authorization_malformed' };
   }
   return { kind: 'credentials', scheme: scheme.toLowerCase(), credential };
+}
+
+const SPACE = 0x20;
+const TAB = 0x09;
+
+function isOptionalWhitespace(code: number): boolean {
+  return code === SPACE || code === TAB;
 }

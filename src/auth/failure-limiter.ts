@@ -57,6 +57,12 @@ export type TokenMethod = 'target-token' | 'gateway-token';
 export const MAX_KNOWN_SOURCES_PER_KEY = 64;
 /** Minimum time between two logged failures of the count exchange, in milliseconds; the rest are counted. */
 const SYNC_ERROR_LOG_INTERVAL_MS = 60_000;
+/**
+ * Minimum time between two moves of a known source to the most recently used
+ * end of the maps, in milliseconds. A device that authenticates many times a
+ * second then costs one update of its time, not two map re-insertions per Check.
+ */
+const KNOWN_SOURCE_TOUCH_MS = 1_000;
 /** Interval of the sweep that drops expired counters and known sources, in milliseconds. */
 const SWEEP_INTERVAL_MS = 60_000;
 
@@ -149,6 +155,8 @@ interface WindowCounter {
 interface KnownSource {
   seenAt: number;
   writtenAt: number | undefined;
+  /** When the entry last moved to the most recently used end of its maps. */
+  touchedAt: number;
 }
 
 /**
@@ -366,13 +374,20 @@ export class FailureLimiter {
     const now = this.#clock();
     const bucket = sourceBucket(source);
     let sources = this.#known.get(targetCounter);
-    if (sources === undefined) {
-      sources = new Map();
+    let entry = sources?.get(bucket);
+    if (entry !== undefined && now - entry.touchedAt < KNOWN_SOURCE_TOUCH_MS) {
+      // Seen moments ago: its place in the least-recently-used order is still about right.
+      entry.seenAt = Math.max(entry.seenAt, now);
+    } else {
+      if (sources === undefined) {
+        sources = new Map();
+      }
+      touch(this.#known, targetCounter, sources, this.#config.maxTrackedKeys);
+      entry ??= { seenAt: now, writtenAt: undefined, touchedAt: now };
+      entry.seenAt = Math.max(entry.seenAt, now);
+      entry.touchedAt = now;
+      touch(sources, bucket, entry, MAX_KNOWN_SOURCES_PER_KEY);
     }
-    touch(this.#known, targetCounter, sources, this.#config.maxTrackedKeys);
-    const entry = sources.get(bucket) ?? { seenAt: now, writtenAt: undefined };
-    entry.seenAt = Math.max(entry.seenAt, now);
-    touch(sources, bucket, entry, MAX_KNOWN_SOURCES_PER_KEY);
 
     // Rewriting an entry that other replicas already have only moves its age, so it is rewritten after a tenth of knownSourceMs.
     const due = entry.writtenAt === undefined || now - entry.writtenAt >= this.#config.knownSourceMs / 10;
@@ -561,7 +576,7 @@ export class FailureLimiter {
       }
       const known = sources.get(entry.source);
       if (known === undefined) {
-        touch(sources, entry.source, { seenAt: entry.at, writtenAt: entry.at }, MAX_KNOWN_SOURCES_PER_KEY);
+        touch(sources, entry.source, { seenAt: entry.at, writtenAt: entry.at, touchedAt: now }, MAX_KNOWN_SOURCES_PER_KEY);
       } else {
         known.seenAt = Math.max(known.seenAt, entry.at);
         known.writtenAt = Math.max(known.writtenAt ?? 0, entry.at);
@@ -637,6 +652,10 @@ function targetKey(attempt: Attempt, gateway: boolean): string {
  * whole /64 and could otherwise count under endless addresses.
  */
 export function sourceBucket(address: string): string {
+  if (!address.includes(':')) {
+    // IPv4, counted by itself; an IPv4-mapped IPv6 address has a colon and is unmapped below.
+    return address;
+  }
   const ip = normalizeIp(address);
   if (isIP(ip) !== 6) {
     return ip;

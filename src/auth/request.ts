@@ -26,30 +26,43 @@ export interface AuthRequest {
  * one entry per header line.
  */
 export class RequestHeaders {
-  readonly #values = new Map<string, string[]>();
+  /** One value as a string, more than one as an array, so the usual single header costs no array. */
+  readonly #values = new Map<string, string | string[]>();
 
   add(name: string, value: string): void {
     const key = name.toLowerCase();
-    const list = this.#values.get(key);
-    if (list) {
-      list.push(value);
+    const existing = this.#values.get(key);
+    if (existing === undefined) {
+      this.#values.set(key, value);
+    } else if (typeof existing === 'string') {
+      this.#values.set(key, [existing, value]);
     } else {
-      this.#values.set(key, [value]);
+      existing.push(value);
     }
   }
 
   /** Returns all values of a header, in arrival order, or an empty list when absent. */
   all(name: string): readonly string[] {
-    return this.#values.get(name.toLowerCase()) ?? [];
+    const values = this.#values.get(name.toLowerCase());
+    if (values === undefined) {
+      return NO_VALUES;
+    }
+    return typeof values === 'string' ? [values] : values;
+  }
+
+  /** Returns the first value of a header, or undefined when absent. */
+  first(name: string): string | undefined {
+    const values = this.#values.get(name.toLowerCase());
+    return typeof values === 'string' || values === undefined ? values : values[0];
   }
 
   /** Returns the single value of a header, undefined when absent, or `null` when the header arrived more than once. */
   single(name: string): string | undefined | null {
-    const list = this.#values.get(name.toLowerCase());
-    if (!list) {
-      return undefined;
+    const values = this.#values.get(name.toLowerCase());
+    if (typeof values === 'string' || values === undefined) {
+      return values;
     }
-    return list.length === 1 ? list[0] : null;
+    return values.length === 1 ? values[0] : null;
   }
 
   has(name: string): boolean {
@@ -60,3 +73,5 @@ export class RequestHeaders {
     return this.#values.keys();
   }
 }
+
+const NO_VALUES: readonly string[] = Object.freeze([]);

@@ -32,6 +32,10 @@ const PERCENT_TRIPLET = /%[0-9a-f]{2}/gi;
 // Whitespace as Java's `\s` (hawkBit's `[\S]*` rule), plus every control character.
 const WHITESPACE_OR_CONTROL = /[\u0000-\u0020\u007f-\u009f]/;
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
+const BACKSLASH = 0x5c;
+const SEMICOLON = 0x3b;
+const NUMBER_SIGN = 0x23;
+const PERCENT_SIGN = 0x25;
 
 export function parseDdiPath(rawTarget: string): DdiPathResult {
   if (rawTarget.length > PATH_MAX_BYTES) {
@@ -43,16 +47,20 @@ export function parseDdiPath(rawTarget: string): DdiPathResult {
     return { ok: false, reason: 'path_not_ddi' };
   }
 
-  // Firewall rules that apply to the raw, undecoded path.
-  if (path.includes('\\') || path.includes(';') || path.includes('#') || FORBIDDEN_ENCODINGS.test(path)) {
-    return { ok: false, reason: 'path_not_canonical' };
-  }
-  // Only printable ASCII may appear literally; everything else must be percent-encoded.
+  // Firewall rules that apply to the raw, undecoded path, in one pass: only printable ASCII may appear
+  // literally (everything else must be percent-encoded), and `\`, `;` and `#` not at all.
+  let percentEncoded = false;
   for (let i = 0; i < path.length; i++) {
     const code = path.charCodeAt(i);
-    if (code < 0x21 || code > 0x7e) {
+    if (code < 0x21 || code > 0x7e || code === BACKSLASH || code === SEMICOLON || code === NUMBER_SIGN) {
       return { ok: false, reason: 'path_not_canonical' };
     }
+    if (code === PERCENT_SIGN) {
+      percentEncoded = true;
+    }
+  }
+  if (percentEncoded && FORBIDDEN_ENCODINGS.test(path)) {
+    return { ok: false, reason: 'path_not_canonical' };
   }
 
   const segments = path.slice(1).split('/');

@@ -34,8 +34,8 @@ export function toAuthRequest(message: CheckRequestMessage): AuthRequest {
 
   const socket = attributes.source?.address?.socket_address;
   return {
-    requestId: headers.all('x-request-id')[0] ?? '',
-    path: http.path || (headers.all(':path')[0] ?? ''),
+    requestId: headers.first('x-request-id') ?? '',
+    path: http.path || (headers.first(':path') ?? ''),
     method: http.method ?? '',
     headers,
     sourceAddress: socket?.address ? normalizeIp(socket.address) : undefined,

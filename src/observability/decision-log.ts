@@ -3,7 +3,7 @@ import type { Decision } from '../auth/decision.js';
 import type { LogLevel } from '../config/schema.js';
 import type { Logger } from './logger.js';
 
-/** What one decision line records besides the decision itself. */
+/** Fields of one decision line besides the decision itself. */
 export interface DecisionLogEntry {
   /** Envoy's `x-request-id`; empty when absent. */
   requestId: string;
@@ -22,9 +22,9 @@ interface LineDestination {
  * logger's bindings, the fields, then `msg`.
  *
  * The line is built here rather than by pino because it runs on every Check,
- * and pino's generic serialization cost several µs per line. A decision holds
- * no secret: tenant, controller id, reason code and request id only, each
- * JSON-escaped because the path and headers that carry them come from clients.
+ * and pino's generic serialization cost several µs per line. The line contains
+ * no secret, only tenant, controller id, method, reason code and request id,
+ * each JSON-escaped because the path and headers that carry them come from clients.
  * Whether a level is enabled is read from the logger on each line, so a
  * reloaded `log.level` applies at once.
  */

@@ -2,9 +2,9 @@ import { write as writeAsync, writeSync, writev as writevAsync } from 'node:fs';
 
 /** Size of one buffer that log lines are copied into, in bytes. */
 const CHUNK_BYTES = 64 * 1024;
-/** Bytes buffered while the destination is slower than the logging; lines beyond are dropped and counted. */
+/** Bytes (counted as UTF-16 units, so about) buffered while the destination is slower than the logging; lines beyond are dropped and counted. */
 export const DEFAULT_MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
-/** Longest time a line waits in the buffer before a write starts, in milliseconds. */
+/** Maximum time a line waits in the buffer before a write starts, in milliseconds. */
 export const FLUSH_INTERVAL_MS = 20;
 /** Buffered bytes at which a write starts without waiting for the interval. */
 const FLUSH_BYTES = 32 * 1024;
@@ -20,8 +20,8 @@ const SYNC_FLUSH_ATTEMPTS = 1000;
  *
  * pino's own destination (sonic-boom 4) measures the whole pending string
  * again on every line while a write is in flight, which cost several µs per
- * line under load, and every write handed to libuv's thread pool costs the
- * event loop several µs more. Here a line costs one UTF-8 encode into a buffer.
+ * line under load. Every write handed to libuv's thread pool also costs the
+ * event loop several µs. Here a line costs one UTF-8 encode into a buffer.
  * A process killed with SIGKILL loses the lines of the last interval; any
  * other exit writes them (see logDestination).
  *
@@ -84,6 +84,9 @@ export class LogStream {
   flush(callback?: (error?: Error) => void): void {
     if (callback) {
       this.#drainWaiters.push(() => callback());
+    }
+    if (!this.#writing) {
+      this.#queueDropReport();
     }
     if (this.#pendingBytes() === 0 && !this.#writing) {
       process.nextTick(() => this.#settleWaiters());
@@ -214,7 +217,7 @@ export class LogStream {
       }
       if (this.#drainWaiters.length > 0 || this.#queuedBytes + this.#offset >= FLUSH_BYTES) {
         this.#writeQueued();
-      } else if (this.#queuedBytes + this.#offset > 0) {
+      } else if (this.#queuedBytes + this.#offset > 0 || this.#droppedSinceReport > 0) {
         this.#schedule(false);
       }
     });

@@ -1,4 +1,7 @@
-import { createHmac, hash, timingSafeEqual } from 'node:crypto';
+import { createHmac, hash } from 'node:crypto';
+
+/** Length of a SHA-256 digest in bytes. */
+const DIGEST_BYTES = 32;
 
 /**
  * Turns a secret (target token or gateway key) into the digest that stores keep.
@@ -24,11 +27,21 @@ export class TokenDigester {
     return hash('sha256', secret, 'buffer');
   }
 
-  /** Compares a presented secret with a stored digest in constant time. */
+  /**
+   * Compares a presented secret with a stored digest in constant time: every
+   * byte is compared, whatever the first difference. The digest is taken as a
+   * Latin-1 string (one character per byte), which costs less than half of a
+   * digest Buffer on every token Check ('binary' is Node's name for Latin-1).
+   */
   matches(presented: string, storedDigest: Buffer | undefined): boolean {
-    if (!storedDigest || storedDigest.length !== 32) {
+    if (!storedDigest || storedDigest.length !== DIGEST_BYTES) {
       return false;
     }
-    return timingSafeEqual(this.digest(presented), storedDigest);
+    const digest = this.#hmacKey ? createHmac('sha256', this.#hmacKey).update(presented, 'utf8').digest('binary') : hash('sha256', presented, 'binary');
+    let difference = 0;
+    for (let index = 0; index < DIGEST_BYTES; index++) {
+      difference |= digest.charCodeAt(index) ^ storedDigest[index];
+    }
+    return difference === 0;
   }
 }
