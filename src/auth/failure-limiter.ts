@@ -229,6 +229,10 @@ export class FailureLimiter {
     if (!this.#config.enabled) {
       return undefined;
     }
+    if (this.#counters.size === 0 && this.#sharedLimits.size === 0) {
+      // No failure counted here and no limit announced elsewhere: nothing can be over its limit.
+      return undefined;
+    }
     const now = this.#clock();
     let until = 0;
     let scope: Rejection['scope'] = 'source';

@@ -26,16 +26,29 @@ export interface AuthRequest {
  * one entry per header line.
  */
 export class RequestHeaders {
+  /**
+   * Envoy's `headers` map itself, when all its names are lower-case (Envoy
+   * always sends them so), read in place instead of copied on every Check.
+   */
+  #lowerCaseMap: Readonly<Record<string, string>> | undefined;
   /** One value as a string, more than one as an array, so the usual single header costs no array. */
-  readonly #values = new Map<string, string | string[]>();
+  #values: Map<string, string | string[]> | undefined;
+
+  /** Wraps a header map whose names are all lower-case, without copying it; `add` copies it first. */
+  static ofLowerCaseMap(map: Readonly<Record<string, string>>): RequestHeaders {
+    const headers = new RequestHeaders();
+    headers.#lowerCaseMap = map;
+    return headers;
+  }
 
   add(name: string, value: string): void {
+    const values = this.#ownValues();
     const key = name.toLowerCase();
-    const existing = this.#values.get(key);
+    const existing = values.get(key);
     if (existing === undefined) {
-      this.#values.set(key, value);
+      values.set(key, value);
     } else if (typeof existing === 'string') {
-      this.#values.set(key, [existing, value]);
+      values.set(key, [existing, value]);
     } else {
       existing.push(value);
     }
@@ -43,7 +56,7 @@ export class RequestHeaders {
 
   /** Returns all values of a header, in arrival order, or an empty list when absent. */
   all(name: string): readonly string[] {
-    const values = this.#values.get(name.toLowerCase());
+    const values = this.#get(name);
     if (values === undefined) {
       return NO_VALUES;
     }
@@ -52,13 +65,13 @@ export class RequestHeaders {
 
   /** Returns the first value of a header, or undefined when absent. */
   first(name: string): string | undefined {
-    const values = this.#values.get(name.toLowerCase());
+    const values = this.#get(name);
     return typeof values === 'string' || values === undefined ? values : values[0];
   }
 
   /** Returns the single value of a header, undefined when absent, or `null` when the header arrived more than once. */
   single(name: string): string | undefined | null {
-    const values = this.#values.get(name.toLowerCase());
+    const values = this.#get(name);
     if (typeof values === 'string' || values === undefined) {
       return values;
     }
@@ -66,11 +79,35 @@ export class RequestHeaders {
   }
 
   has(name: string): boolean {
-    return this.#values.has(name.toLowerCase());
+    return this.#get(name) !== undefined;
   }
 
   names(): IterableIterator<string> {
-    return this.#values.keys();
+    return this.#lowerCaseMap ? Object.keys(this.#lowerCaseMap).values() : this.#ownValues().keys();
+  }
+
+  #get(name: string): string | string[] | undefined {
+    const key = name.toLowerCase();
+    if (this.#lowerCaseMap) {
+      // Own string values only: an inherited name such as `constructor` is no header.
+      return Object.hasOwn(this.#lowerCaseMap, key) ? this.#lowerCaseMap[key] : undefined;
+    }
+    return this.#values?.get(key);
+  }
+
+  /** Returns the map of values, copying a wrapped header map into it first. */
+  #ownValues(): Map<string, string | string[]> {
+    if (this.#values === undefined) {
+      this.#values = new Map();
+      const map = this.#lowerCaseMap;
+      this.#lowerCaseMap = undefined;
+      if (map) {
+        for (const name of Object.keys(map)) {
+          this.#values.set(name, map[name]);
+        }
+      }
+    }
+    return this.#values;
   }
 }
 

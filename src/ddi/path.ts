@@ -72,16 +72,22 @@ export function parseDdiPath(rawTarget: string): DdiPathResult {
     return { ok: false, reason: 'path_not_ddi' };
   }
 
-  const decoded: string[] = [];
   for (const segment of segments) {
     if (segment === '' || segment === '.' || segment === '..') {
       return { ok: false, reason: 'path_not_canonical' };
     }
-    const value = decodeSegment(segment);
-    if (value === undefined) {
-      return { ok: false, reason: 'path_not_canonical' };
+  }
+  // Without a percent sign every segment is its own decoding.
+  let decoded = segments;
+  if (percentEncoded) {
+    decoded = [];
+    for (const segment of segments) {
+      const value = decodeSegment(segment);
+      if (value === undefined) {
+        return { ok: false, reason: 'path_not_canonical' };
+      }
+      decoded.push(value);
     }
-    decoded.push(value);
   }
 
   // Literals match exactly, as in hawkBit's case-sensitive AntPathMatcher, and must
@@ -95,10 +101,11 @@ export function parseDdiPath(rawTarget: string): DdiPathResult {
 
   const tenant = decoded[0];
   const controllerId = decoded[3];
-  if (exceedsCodePoints(tenant, TENANT_MAX_LENGTH) || WHITESPACE_OR_CONTROL.test(tenant)) {
+  // Literal characters are printable ASCII (checked above), so only decoded ones can be whitespace or control.
+  if (exceedsCodePoints(tenant, TENANT_MAX_LENGTH) || (percentEncoded && WHITESPACE_OR_CONTROL.test(tenant))) {
     return { ok: false, reason: 'tenant_invalid' };
   }
-  if (exceedsCodePoints(controllerId, CONTROLLER_ID_MAX_LENGTH) || WHITESPACE_OR_CONTROL.test(controllerId)) {
+  if (exceedsCodePoints(controllerId, CONTROLLER_ID_MAX_LENGTH) || (percentEncoded && WHITESPACE_OR_CONTROL.test(controllerId))) {
     return { ok: false, reason: 'controller_id_invalid' };
   }
   return { ok: true, target: { tenant, tenantKey: tenant.toUpperCase(), controllerId } };

@@ -11,17 +11,27 @@ import type { CheckRequestMessage } from './messages.js';
 export function toAuthRequest(message: CheckRequestMessage): AuthRequest {
   const attributes = message.attributes ?? {};
   const http = attributes.request?.http ?? {};
-  const headers = new RequestHeaders();
   let headerBytes = 0;
   let headerCount = 0;
 
   // Object.keys rather than Object.entries: no [name, value] array per header on every Check.
   const headerMap = http.headers ?? {};
+  let lowerCase = true;
   for (const name of Object.keys(headerMap)) {
-    const value = headerMap[name];
-    headers.add(name, value);
-    headerBytes += name.length + value.length;
+    headerBytes += name.length + headerMap[name].length;
     headerCount++;
+    if (lowerCase && hasUpperCase(name)) {
+      lowerCase = false;
+    }
+  }
+  let headers: RequestHeaders;
+  if (lowerCase) {
+    headers = RequestHeaders.ofLowerCaseMap(headerMap);
+  } else {
+    headers = new RequestHeaders();
+    for (const name of Object.keys(headerMap)) {
+      headers.add(name, headerMap[name]);
+    }
   }
   for (const entry of http.header_map?.headers ?? []) {
     const raw = entry.raw_value;
@@ -43,4 +53,14 @@ export function toAuthRequest(message: CheckRequestMessage): AuthRequest {
     headerBytes,
     headerCount,
   };
+}
+
+function hasUpperCase(name: string): boolean {
+  for (let index = 0; index < name.length; index++) {
+    const code = name.charCodeAt(index);
+    if (code >= 0x41 && code <= 0x5a) {
+      return true;
+    }
+  }
+  return false;
 }
