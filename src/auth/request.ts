@@ -27,8 +27,8 @@ export interface AuthRequest {
  */
 export class RequestHeaders {
   /**
-   * Envoy's `headers` map itself, when all its names are lower-case (Envoy
-   * always sends them so), read in place instead of copied on every Check.
+   * Envoy's `headers` map itself, read in place instead of copied on every
+   * Check, when all its names are lower-case, as Envoy's header maps keep them.
    */
   #lowerCaseMap: Readonly<Record<string, string>> | undefined;
   /** One value as a string, more than one as an array, so the usual single header costs no array. */
