@@ -57,6 +57,31 @@ describe('CertificateCache', function () {
     expect(cache.parseEnvoyCertificate(b), 'evicted entry').to.not.equal(parsedB);
   });
 
+  it('tells apart texts with the same ending', function () {
+    const cache = new CertificateCache(10);
+    const encoded = envoyEncodePem(devices[0]!.pem);
+    // Same length and same last 400 characters: a different certificate body before an identical end.
+    const start = encoded.indexOf('%0A') + 3;
+    const changed = `${encoded.slice(0, start)}${encoded[start] === 'A' ? 'B' : 'A'}${encoded.slice(start + 1)}`;
+    expect(changed.length).to.equal(encoded.length);
+    expect(changed.slice(-400)).to.equal(encoded.slice(-400));
+
+    const parsed = cache.parseEnvoyCertificate(encoded);
+    expect(thrownBy(() => cache.parseEnvoyCertificate(changed)), 'altered text is parsed, not served from the cache').to.be.instanceOf(CertificateError);
+    expect(cache.parseEnvoyCertificate(encoded), 'original after the altered one').to.not.equal(parsed);
+    expect(cache.parseEnvoyCertificate(encoded).subjectCommonNames).to.deep.equal(['device-1']);
+  });
+
+  it('caches long texts by digest', function () {
+    const cache = new CertificateCache(10);
+    const longChain = envoyEncodePem(chainPem(...devices, root, ...devices, root, ...devices, root, ...devices, root));
+    expect(longChain.length).to.be.greaterThan(8 * 1024);
+    const first = cache.parseEnvoyChain(longChain);
+    expect(first).to.have.length(16);
+    expect(cache.parseEnvoyChain(longChain)[0]).to.equal(first[0]);
+    expect(cache.stats).to.deep.equal({ hits: 1, misses: 1 });
+  });
+
   it('parses a chain in order and returns a fresh array each time', function () {
     const cache = new CertificateCache(10);
     const encoded = envoyEncodePem(chainPem(devices[0]!, root));

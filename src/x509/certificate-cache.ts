@@ -10,16 +10,35 @@ export const DEFAULT_CERTIFICATE_CACHE_ENTRIES = 1000;
 /** Maximum number of certificates accepted in one chain. Clients send the leaf and a few CAs. */
 export const MAX_CHAIN_CERTIFICATES = 16;
 
+/**
+ * Maximum length, in UTF-16 units, of an encoded text kept in its cache entry and found by a sampled key.
+ * A device certificate takes about 1,000 (an estimate for a 2048-bit RSA or a P-256 key), a
+ * chain of three about 3,000, so 1,000 entries keep at most 16 MiB of text.
+ */
+const SAMPLED_KEY_MAX_CHARS = 8 * 1024;
+/**
+ * Characters of the text's end in a sampled key. A PEM ends with its signature, followed by the
+ * END line, and two certificates almost never share a signature.
+ */
+const SAMPLE_CHARS = 160;
+
 /** A character that latin1 cannot encode one to one. */
 const BEYOND_LATIN1 = /[^\u0000-\u00ff]/;
 
-type CacheEntry =
+type CacheEntry = (
   | { ok: true; value: ParsedCertificate | ParsedCertificate[] }
-  | { ok: false; error: CertificateError };
+  | { ok: false; error: CertificateError }
+) & {
+  /** The text the entry was parsed from, when its key is only a sample of that text. */
+  encoded?: string;
+};
 
 /**
- * Least-recently-used cache of parsed certificates, keyed by the SHA-256 of the percent-encoded
- * PEM as Envoy sends it, so one device's certificate is decoded, parsed and hashed once.
+ * Least-recently-used cache of parsed certificates, keyed by the percent-encoded PEM as Envoy
+ * sends it, so one device's certificate is decoded, parsed and hashed once. A text of up to
+ * SAMPLED_KEY_MAX_CHARS is found by its length and last characters and then compared in full,
+ * which costs far less than hashing all of it. A longer one is found by its SHA-256, which
+ * bounds the memory its entry takes.
  * Failures are cached too, as the same `CertificateError`, so repeated junk costs one hash.
  * Entries never expire, because a key is an exact encoding whose parse result cannot change.
  * Validity dates are not checked here.
@@ -88,23 +107,21 @@ export class CertificateCache {
       throw invalidCertificate(`encoded PEM has ${encoded.length} characters, more than the limit of ${MAX_ENCODED_PEM_CHARS}`);
     }
 
-    // Envoy's encoded PEM is ASCII, so it is hashed one byte per character (latin1 maps U+0000..U+00FF one to one),
-    // which halves the hashed bytes. Any other string is hashed as UTF-16 under its own tag, which keeps lone
-    // surrogates apart (UTF-8 would map them all to the same replacement bytes), so no two strings share a key.
-    const oneByte = !BEYOND_LATIN1.test(encoded);
-    const key = createHash('sha256')
-      .update(kind)
-      .update(oneByte ? '\0latin1\0' : '\0utf16le\0')
-      .update(encoded, oneByte ? 'latin1' : 'utf16le')
-      .digest('hex');
+    const sampled = encoded.length <= SAMPLED_KEY_MAX_CHARS;
+    const key = sampled ? sampledKey(kind, encoded) : hashedKey(kind, encoded);
     let entry = this.#entries.get(key);
-    if (entry) {
+    // A sampled key is shared by texts that differ before their last characters; only the same text is a hit.
+    if (entry !== undefined && (!sampled || entry.encoded === encoded)) {
       this.stats.hits++;
       // Re-insert so that Map iteration order is least recently used first.
       this.#entries.delete(key);
     } else {
       this.stats.misses++;
+      this.#entries.delete(key);
       entry = this.#parseToEntry(parse);
+      if (sampled) {
+        entry.encoded = encoded;
+      }
       if (this.#entries.size >= this.maxEntries) {
         const oldest = this.#entries.keys().next().value as string;
         this.#entries.delete(oldest);
@@ -128,4 +145,26 @@ export class CertificateCache {
       throw error;
     }
   }
+}
+
+/**
+ * Returns the cache key of a long text: `#` and the SHA-256 of kind and text. Envoy's encoded
+ * PEM is ASCII, so it is hashed one byte per character (latin1 maps U+0000..U+00FF one to one),
+ * which halves the hashed bytes. Any other string is hashed as UTF-16 under its own tag, which
+ * keeps lone surrogates apart (UTF-8 would map them all to the same replacement bytes), so no
+ * two strings share a key. The `#` keeps these keys apart from sampled keys.
+ */
+function hashedKey(kind: 'certificate' | 'chain', encoded: string): string {
+  const oneByte = !BEYOND_LATIN1.test(encoded);
+  const digest = createHash('sha256')
+    .update(kind)
+    .update(oneByte ? '\0latin1\0' : '\0utf16le\0')
+    .update(encoded, oneByte ? 'latin1' : 'utf16le')
+    .digest('hex');
+  return `#${digest}`;
+}
+
+/** Returns the sampled cache key of a short text: kind, length and the last SAMPLE_CHARS characters. */
+function sampledKey(kind: 'certificate' | 'chain', encoded: string): string {
+  return `${kind === 'certificate' ? 'c' : 'h'}${encoded.length}:${encoded.slice(-SAMPLE_CHARS)}`;
 }
