@@ -120,7 +120,7 @@ export class AuthPipeline {
   #methodDecision(run: MethodRun, index: number, result: MethodResult): Decision | undefined {
     const method = this.authenticators[index].method;
     if (result.outcome === 'success') {
-      return this.counted(run.attempt, { kind: 'allow', ...run.identity, method });
+      return this.counted(run.attempt, { kind: 'allow', tenant: run.identity.tenant, controllerId: run.identity.controllerId, method });
     }
     if (result.outcome === 'failure' && !run.firstFailure) {
       run.firstFailure = deny(result.reason, { ...run.identity, method });

@@ -25,6 +25,8 @@ export class CheckResponseBuilder {
   readonly #strippablePrefixes: readonly string[];
   /** Lower-case names the service sets on allow; never listed for removal. */
   readonly #setNames: ReadonlySet<string>;
+  /** Lower-case names of the identity headers and of hawkBit's own headers, set on allow. */
+  readonly #identityNames: { tenant: string; controllerId: string; authMethod: string; hawkbitControllerId: string; hawkbitAuthority: string };
 
   constructor(private readonly config: ServiceConfig) {
     const identity = config.upstream.identityHeaders;
@@ -36,6 +38,13 @@ export class CheckResponseBuilder {
       setNames.push(auth.controllerIdHeader, auth.authorityHeader);
     }
     this.#setNames = new Set(setNames.map((name) => name.toLowerCase()));
+    this.#identityNames = {
+      tenant: identity.tenant.toLowerCase(),
+      controllerId: identity.controllerId.toLowerCase(),
+      authMethod: identity.authMethod.toLowerCase(),
+      hawkbitControllerId: auth.controllerIdHeader.toLowerCase(),
+      hawkbitAuthority: auth.authorityHeader.toLowerCase(),
+    };
 
     const strippable = [
       ...setNames,
@@ -62,17 +71,17 @@ export class CheckResponseBuilder {
       };
     }
 
-    const identity = this.config.upstream.identityHeaders;
+    const names = this.#identityNames;
     const auth = this.config.upstream.hawkbitHeaderAuth;
     const controllerId = headerSafe(decision.controllerId);
     const set: HeaderValueOptionMessage[] = [
-      overwrite(identity.tenant, headerSafe(decision.tenant)),
-      overwrite(identity.controllerId, controllerId),
-      overwrite(identity.authMethod, decision.method),
+      overwrite(names.tenant, headerSafe(decision.tenant)),
+      overwrite(names.controllerId, controllerId),
+      overwrite(names.authMethod, decision.method),
     ];
     const remove = this.removalList(headers);
     if (auth.enabled) {
-      set.push(overwrite(auth.controllerIdHeader, controllerId), overwrite(auth.authorityHeader, auth.authority));
+      set.push(overwrite(names.hawkbitControllerId, controllerId), overwrite(names.hawkbitAuthority, auth.authority));
       // hawkBit must not judge the credential again by its own, stricter rules.
       remove.push('authorization');
     }
@@ -106,17 +115,29 @@ export class CheckResponseBuilder {
       if (keepSetNames && this.#setNames.has(name)) {
         continue;
       }
-      if (this.#strippable.has(name) || this.#strippablePrefixes.some((prefix) => name.startsWith(prefix))) {
+      if (this.#strippable.has(name) || this.#hasStrippablePrefix(name)) {
         remove.push(name);
       }
     }
     return remove;
   }
+
+  #hasStrippablePrefix(name: string): boolean {
+    for (const prefix of this.#strippablePrefixes) {
+      if (name.startsWith(prefix)) {
+        return true;
+      }
+    }
+    return false;
+  }
 }
 
+/** `append: false` overwrites in every Envoy version; some ignore `append_action`. Shared, because nothing writes to it. */
+const APPEND_FALSE = Object.freeze({ value: false });
+
+/** Returns a header option that replaces the header; `key` must be lower-case. */
 function overwrite(key: string, value: string): HeaderValueOptionMessage {
-  // `append: false` overwrites in every Envoy version; some ignore `append_action`.
-  return { header: { key: key.toLowerCase(), value }, append: { value: false }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' };
+  return { header: { key, value }, append: APPEND_FALSE, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' };
 }
 
 /** Percent-encodes a value that is not printable ASCII, so it is a valid header value. */
