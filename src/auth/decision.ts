@@ -104,5 +104,14 @@ export function httpStatusFor(reason: DenyReason): DenyHttpStatus {
 }
 
 export function deny(reason: DenyReason, context: Omit<DenyDecision, 'kind' | 'reason' | 'httpStatus'> = {}): DenyDecision {
-  return { kind: 'deny', httpStatus: httpStatusFor(reason), reason, ...context };
+  // Fields written out rather than spread: this runs on every deny, and a spread costs several times more.
+  return {
+    kind: 'deny',
+    httpStatus: httpStatusFor(reason),
+    reason,
+    tenant: context.tenant,
+    controllerId: context.controllerId,
+    method: context.method,
+    retryAfterSeconds: context.retryAfterSeconds,
+  };
 }

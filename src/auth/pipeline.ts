@@ -123,7 +123,7 @@ export class AuthPipeline {
       return this.counted(run.attempt, { kind: 'allow', tenant: run.identity.tenant, controllerId: run.identity.controllerId, method });
     }
     if (result.outcome === 'failure' && !run.firstFailure) {
-      run.firstFailure = deny(result.reason, { ...run.identity, method });
+      run.firstFailure = deny(result.reason, { tenant: run.identity.tenant, controllerId: run.identity.controllerId, method });
     }
     return undefined;
   }
