@@ -414,6 +414,34 @@ describe('log files', () => {
   });
 
   describe('logDestination', () => {
+    it('writes every line at exit into a full pipe', async () => {
+      const loggerModule = new URL('../src/observability/logger.js', import.meta.url).href;
+      // The child logs 20,000 lines (about 3 MB) and exits at once; the pipe takes 64 KiB until the reader starts.
+      const script = `
+        const { createLogger, logDestination } = await import(${JSON.stringify(loggerModule)});
+        const logger = createLogger('info', logDestination('stdout'));
+        for (let n = 0; n < 20000; n++) logger.info({ n, pad: 'p'.repeat(100) }, 'line');
+        process.exit(0);
+      `;
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      children.push(child);
+      child.stdout.pause();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      let text = '';
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (chunk: string) => (text += chunk));
+      child.stdout.resume();
+      const [code] = (await once(child, 'close')) as [number];
+
+      expect(code).to.equal(0);
+      const numbers = text
+        .trim()
+        .split('\n')
+        .map((line) => (JSON.parse(line) as { n: number }).n);
+      expect(numbers).to.have.length(20000);
+      expect(numbers.every((n, index) => n === index), 'lines in order').to.equal(true);
+    });
+
     it('creates missing folders', async () => {
       const path = join(folder, 'missing', 'nested', 'service.log');
 

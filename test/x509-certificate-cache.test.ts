@@ -68,8 +68,20 @@ describe('CertificateCache', function () {
 
     const parsed = cache.parseEnvoyCertificate(encoded);
     expect(thrownBy(() => cache.parseEnvoyCertificate(changed)), 'altered text is parsed, not served from the cache').to.be.instanceOf(CertificateError);
-    expect(cache.parseEnvoyCertificate(encoded), 'original after the altered one').to.not.equal(parsed);
-    expect(cache.parseEnvoyCertificate(encoded).subjectCommonNames).to.deep.equal(['device-1']);
+    expect(thrownBy(() => cache.parseEnvoyCertificate(changed)), 'altered text again').to.be.instanceOf(CertificateError);
+    expect(cache.parseEnvoyCertificate(encoded), 'original after the altered one').to.equal(parsed);
+    expect(cache.stats).to.deep.equal({ hits: 2, misses: 2 });
+  });
+
+  it('keeps chains under one CA apart', function () {
+    const cache = new CertificateCache(10);
+    const intermediate = pki.intermediateCa(root);
+    const chains = [1, 2, 3, 4].map((number) => envoyEncodePem(chainPem(pki.device(intermediate, `/CN=chained-${number}`), intermediate, root)));
+    const first = chains.map((chain) => cache.parseEnvoyChain(chain)[0]);
+    const again = chains.map((chain) => cache.parseEnvoyChain(chain)[0]);
+    expect(again).to.deep.equal(first);
+    again.forEach((leaf, index) => expect(leaf, `chain ${index}`).to.equal(first[index]));
+    expect(cache.stats).to.deep.equal({ hits: 4, misses: 4 });
   });
 
   it('caches long texts by digest', function () {

@@ -4,7 +4,7 @@ import { deny, type Decision, type DenyDecision, type DenyReason } from './decis
 import { TOKEN_METHOD_BY_SCHEME, type Attempt, type FailureLimiter } from './failure-limiter.js';
 import type { AuthRequest } from './request.js';
 import { parseDdiPath } from '../ddi/path.js';
-import { StoreUnavailableError, then, type MaybePromise, type TenantStore } from '../store/store.js';
+import { StoreUnavailableError, whenSettled, type MaybePromise, type TenantStore } from '../store/store.js';
 import type { RequestLimits } from '../config/schema.js';
 
 /** State of one request's pass through the methods. */
@@ -64,7 +64,7 @@ export class AuthPipeline {
 
     // 2. Tenant settings hold the tenant's half of every method switch.
     return this.#guarded(known, () =>
-      then(this.store.getTenant(target.tenantKey), (tenant) => {
+      whenSettled(this.store.getTenant(target.tenantKey), (tenant) => {
         if (!tenant) {
           // The tenant name stays out of this 429: it comes from the path, and a metric label must not.
           const limited = this.rejectOverLimit(attempt, authorization, { controllerId: target.controllerId });

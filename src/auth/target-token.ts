@@ -1,6 +1,6 @@
 import type { AuthContext } from './authenticator.js';
 import type { DenyReason } from './decision.js';
-import { then, type MaybePromise, type TenantSettings } from '../store/store.js';
+import { whenSettled, type MaybePromise, type TenantSettings } from '../store/store.js';
 import { TokenAuthenticator, type StoredDigest } from './token-method.js';
 
 /** `Authorization: TargetToken <token>`, compared with the security token stored for the controller id. */
@@ -13,7 +13,7 @@ export class TargetTokenAuthenticator extends TokenAuthenticator {
   }
 
   protected storedDigest(context: AuthContext): MaybePromise<StoredDigest> {
-    return then(context.store.getTarget(context.target.tenantKey, context.target.controllerId), (target) => {
+    return whenSettled(context.store.getTarget(context.target.tenantKey, context.target.controllerId), (target) => {
       if (!target) {
         return { outcome: 'failure', reason: 'unknown_target' };
       }

@@ -1,6 +1,6 @@
 import type { Authenticator, AuthContext, MethodResult } from './authenticator.js';
 import type { AuthMethod, DenyReason } from './decision.js';
-import { then, type MaybePromise, type TenantSettings } from '../store/store.js';
+import { whenSettled, type MaybePromise, type TenantSettings } from '../store/store.js';
 import type { TokenDigester } from '../store/token-digest.js';
 
 /** The stored digest to compare with, or the failure when there is none. */
@@ -51,7 +51,7 @@ export abstract class TokenAuthenticator implements Authenticator {
     }
 
     const credential = authorization.credential;
-    return then(this.storedDigest(context), (stored) => this.#compare(credential, stored));
+    return whenSettled(this.storedDigest(context), (stored) => this.#compare(credential, stored));
   }
 
   #compare(credential: string, stored: StoredDigest): MethodResult {

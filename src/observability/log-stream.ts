@@ -1,4 +1,4 @@
-import { write as writeAsync, writeSync, writev as writevAsync } from 'node:fs';
+import { writeSync } from 'node:fs';
 
 /** Size of one buffer that log lines are copied into, in bytes. */
 const CHUNK_BYTES = 64 * 1024;
@@ -8,41 +8,47 @@ export const DEFAULT_MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
 export const FLUSH_INTERVAL_MS = 20;
 /** Buffered bytes at which a write starts without waiting for the interval. */
 const FLUSH_BYTES = 32 * 1024;
-/** Wait before retrying a write that a non-blocking pipe rejected with EAGAIN, in milliseconds. */
+/** Wait before retrying a write that a full non-blocking pipe rejected with EAGAIN, in milliseconds. */
 const RETRY_DELAY_MS = 10;
-/** Attempts of a synchronous flush against EAGAIN before it gives up on the remaining bytes. */
-const SYNC_FLUSH_ATTEMPTS = 1000;
+/** Maximum time `flushSync` waits for a full pipe to take the remaining bytes, in milliseconds. */
+const SYNC_FLUSH_TIMEOUT_MS = 3_000;
 
 /**
- * A log destination that copies lines into buffers and writes them to the file
- * descriptor in batches: after FLUSH_INTERVAL_MS, or at once when FLUSH_BYTES
- * are buffered, with one asynchronous write.
+ * A log destination that copies lines into buffers and writes them to the
+ * file descriptor in batches: after FLUSH_INTERVAL_MS, or in the same
+ * event-loop turn once FLUSH_BYTES are buffered.
  *
  * pino's own destination (sonic-boom 4) measures the whole pending string
  * again on every line while a write is in flight, which cost several µs per
  * line under load. Every write handed to libuv's thread pool also costs the
- * event loop several µs. Here a line costs one UTF-8 encode into a buffer.
- * A process killed with SIGKILL loses the lines of the last interval; any
- * other exit writes them (see logDestination).
+ * event loop several µs. Here a line costs one UTF-8 encode into a buffer,
+ * and a batch one `write` system call.
  *
- * Lines stay in order. When the destination falls behind by more than
- * `maxBufferedBytes`, new lines are dropped rather than growing memory without
- * bound, and a line saying how many were dropped follows once it catches up.
+ * Writes are synchronous, so lines keep their order and `flushSync` can write
+ * the rest at exit without racing a write in flight. A full pipe does not
+ * block the event loop: Node opens stdout and stderr pipes non-blocking, so a
+ * write that does not fit fails with EAGAIN or writes part, and the rest is
+ * retried after RETRY_DELAY_MS. A regular file takes the write into the page
+ * cache. When the destination falls behind by more than `maxBufferedBytes`,
+ * new lines are dropped rather than growing memory without bound, and a line
+ * saying how many were dropped follows once it catches up.
+ *
+ * NOTE: a write to a file on a stalled disk, or to a blocking pipe whose
+ * reader stopped, blocks the event loop as long as the write takes.
  */
 export class LogStream {
   readonly #fd: number;
   readonly #maxBufferedBytes: number;
-  /** Filled buffers not yet handed to a write, oldest first. */
+  /** Filled buffers not yet written, oldest first. */
   #queued: Buffer[] = [];
   #queuedBytes = 0;
   /** Buffer that the next line is copied into, from `#offset` on. */
   #chunk: Buffer = Buffer.allocUnsafe(CHUNK_BYTES);
   #offset = 0;
-  /** Bytes handed to the write in flight, not yet confirmed. */
-  #inFlightBytes = 0;
-  #writing = false;
   #timer: NodeJS.Timeout | undefined;
   #immediate = false;
+  /** Whether the last write met a full pipe, so the next one waits for RETRY_DELAY_MS. */
+  #backingOff = false;
   #droppedSinceReport = 0;
   #droppedTotal = 0;
   #failedWrites = 0;
@@ -76,7 +82,7 @@ export class LogStream {
       this.#chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, data.length * 3));
     }
     this.#offset += this.#chunk.write(data, this.#offset, 'utf8');
-    this.#schedule(this.#queuedBytes + this.#offset >= FLUSH_BYTES);
+    this.#schedule(this.#pendingBytes() >= FLUSH_BYTES);
     return true;
   }
 
@@ -85,43 +91,22 @@ export class LogStream {
     if (callback) {
       this.#drainWaiters.push(() => callback());
     }
-    if (!this.#writing) {
-      this.#queueDropReport();
-    }
-    if (this.#pendingBytes() === 0 && !this.#writing) {
-      process.nextTick(() => this.#settleWaiters());
-      return;
-    }
     this.#schedule(true);
   }
 
   /**
    * Writes every queued line now, blocking, for a process that is about to
-   * exit. A write still in flight may then land after these lines.
+   * exit. A full pipe gets up to SYNC_FLUSH_TIMEOUT_MS to take the rest.
    */
   flushSync(): void {
-    this.#queueDropReport();
-    this.#takeChunk();
-    let eagainLeft = SYNC_FLUSH_ATTEMPTS;
-    while (this.#queued.length > 0) {
-      const buffers = this.#takeQueued();
-      let written = 0;
-      try {
-        written = writeSync(this.#fd, buffers[0]);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'EAGAIN' && --eagainLeft > 0) {
-          this.#requeueUnwritten(buffers, 0);
-          continue;
-        }
-        this.#failedWrites++;
-        return;
-      }
-      this.#requeueUnwritten(buffers, written);
+    const deadline = Date.now() + SYNC_FLUSH_TIMEOUT_MS;
+    while (this.#writeOnce() === 'again' && Date.now() < deadline) {
+      sleepSync(1);
     }
   }
 
   #pendingBytes(): number {
-    return this.#queuedBytes + this.#offset + this.#inFlightBytes;
+    return this.#queuedBytes + this.#offset;
   }
 
   /** Moves the filled part of the current chunk to the queue; later lines go to the rest of the chunk. */
@@ -135,92 +120,75 @@ export class LogStream {
     this.#offset = 0;
   }
 
-  /** Empties the queue and returns what it held. */
-  #takeQueued(): Buffer[] {
-    const buffers = this.#queued;
-    this.#queued = [];
-    this.#queuedBytes = 0;
-    return buffers;
-  }
-
-  /** Puts back, at the front of the queue, what a write of `buffers` left unwritten. */
-  #requeueUnwritten(buffers: Buffer[], written: number): void {
-    let skip = written;
-    const rest: Buffer[] = [];
-    for (const buffer of buffers) {
-      if (skip >= buffer.length) {
-        skip -= buffer.length;
-        continue;
-      }
-      rest.push(skip > 0 ? buffer.subarray(skip) : buffer);
-      skip = 0;
-    }
-    if (rest.length > 0) {
-      this.#queued = rest.concat(this.#queued);
-      this.#queuedBytes += rest.reduce((sum, buffer) => sum + buffer.length, 0);
-    }
-  }
-
   /** Starts a write after the flush interval, or in this event-loop turn's check phase when `now` is set. */
   #schedule(now: boolean): void {
-    if (this.#writing || this.#immediate) {
+    if (this.#immediate) {
       return;
     }
-    if (now) {
+    if (now && !this.#backingOff) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
       this.#immediate = true;
       setImmediate(() => {
         this.#immediate = false;
-        this.#writeQueued();
+        this.#writeAndReschedule();
       });
       return;
     }
     if (this.#timer === undefined) {
-      this.#timer = setTimeout(() => {
-        this.#timer = undefined;
-        this.#writeQueued();
-      }, FLUSH_INTERVAL_MS);
+      this.#timer = setTimeout(
+        () => {
+          this.#timer = undefined;
+          this.#writeAndReschedule();
+        },
+        this.#backingOff ? RETRY_DELAY_MS : FLUSH_INTERVAL_MS,
+      );
       // Exit writes what is left (see logDestination), so a pending write need not keep the process alive.
       this.#timer.unref();
     }
   }
 
-  #writeQueued(): void {
-    if (this.#writing) {
-      return;
-    }
-    this.#queueDropReport();
-    this.#takeChunk();
-    if (this.#queued.length === 0) {
+  #writeAndReschedule(): void {
+    const result = this.#writeOnce();
+    this.#backingOff = result === 'again';
+    if (result === 'again') {
+      this.#schedule(false);
+    } else {
       this.#settleWaiters();
-      return;
     }
-    const buffers = this.#takeQueued();
-    const bytes = buffers.reduce((sum, buffer) => sum + buffer.length, 0);
-    this.#writing = true;
-    this.#inFlightBytes = bytes;
-    writev(this.#fd, buffers, (error, written) => {
-      this.#writing = false;
-      this.#inFlightBytes = 0;
-      if (error?.code === 'EAGAIN') {
-        // A non-blocking pipe whose reader is behind: retry the same bytes shortly.
-        this.#requeueUnwritten(buffers, 0);
-        setTimeout(() => this.#writeQueued(), RETRY_DELAY_MS).unref();
-        return;
+  }
+
+  /**
+   * Writes the queue until it is empty ('done') or the destination takes no
+   * more for now ('again'). A write error gives up the bytes of that write.
+   */
+  #writeOnce(): 'done' | 'again' {
+    for (;;) {
+      this.#queueDropReport();
+      this.#takeChunk();
+      if (this.#queued.length === 0) {
+        return 'done';
       }
-      if (error) {
+      const buffer = this.#queued.length === 1 ? this.#queued[0] : Buffer.concat(this.#queued, this.#queuedBytes);
+      this.#queued = [buffer];
+      let written: number;
+      try {
+        written = writeSync(this.#fd, buffer);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EAGAIN') {
+          return 'again';
+        }
         // The destination rejected the bytes (a closed pipe, a full disk): they are given up and later lines are tried.
         this.#failedWrites++;
-      } else {
-        this.#requeueUnwritten(buffers, written);
+        written = buffer.length;
       }
-      if (this.#drainWaiters.length > 0 || this.#queuedBytes + this.#offset >= FLUSH_BYTES) {
-        this.#writeQueued();
-      } else if (this.#queuedBytes + this.#offset > 0 || this.#droppedSinceReport > 0) {
-        this.#schedule(false);
+      this.#queuedBytes -= written;
+      this.#queued = written < buffer.length ? [buffer.subarray(written)] : [];
+      if (written < buffer.length) {
+        // A pipe took part of the batch because it is full.
+        return 'again';
       }
-    });
+    }
   }
 
   /** Queues a line that reports the lines dropped since the last report, once the backlog has room again. */
@@ -243,10 +211,9 @@ export class LogStream {
   }
 }
 
-function writev(fd: number, buffers: Buffer[], callback: (error: NodeJS.ErrnoException | null, written: number) => void): void {
-  if (buffers.length === 1) {
-    writeAsync(fd, buffers[0], 0, buffers[0].length, null, callback);
-  } else {
-    writevAsync(fd, buffers, null, callback);
-  }
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+
+/** Blocks the thread for `milliseconds`; only for the exit path, where nothing else runs. */
+function sleepSync(milliseconds: number): void {
+  Atomics.wait(sleepCell, 0, 0, milliseconds);
 }

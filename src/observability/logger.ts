@@ -30,10 +30,13 @@ export const REDACTED_PATHS = [
  * synchronously on exit.
  */
 export function logDestination(destination: string): LogStream {
+  // Touching process.stdout or process.stderr makes Node open a pipe there non-blocking, so a full pipe cannot stall the event loop.
   if (destination === 'stdout') {
+    void process.stdout.fd;
     return flushedOnExit(new LogStream(1));
   }
   if (destination === 'stderr') {
+    void process.stderr.fd;
     return flushedOnExit(new LogStream(2));
   }
   // Opened here, synchronously, so a path that cannot be written fails at start with its name.

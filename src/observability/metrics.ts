@@ -184,6 +184,11 @@ class DurationHistogram {
     series.count++;
   }
 
+  /** Drops every observation, as prom-client's `registry.resetMetrics()` expects of a metric. */
+  reset(): void {
+    this.#series.clear();
+  }
+
   get(): { name: string; help: string; type: string; aggregator: string; values: MetricSample[] } {
     const values: MetricSample[] = [];
     for (const [result, series] of this.#series) {

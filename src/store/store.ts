@@ -37,23 +37,29 @@ export interface TargetCredentials {
 
 export type StoreHealth = 'serving' | 'not_serving';
 
-/** A value, or a promise of it when producing it had to wait, for example for Redis. */
+/**
+ * A value, or a native Promise of it when producing it had to wait, for
+ * example for Redis. Callers tell the two apart with `instanceof Promise`.
+ */
 export type MaybePromise<T> = T | Promise<T>;
 
-/** Applies `next` to a value now, or once its promise fulfils. */
-export function then<T, R>(value: MaybePromise<T>, next: (settled: T) => MaybePromise<R>): MaybePromise<R> {
+/**
+ * Applies `next` to a value now, or once its promise fulfils. (A module that
+ * exported a function named `then` would itself be awaitable, hence the name.)
+ */
+export function whenSettled<T, R>(value: MaybePromise<T>, next: (settled: T) => MaybePromise<R>): MaybePromise<R> {
   return value instanceof Promise ? value.then(next) : next(value);
 }
 
 export interface TenantStore {
   /**
-   * Looks a tenant up by its upper-case key, returning at once when the answer
+   * Looks a tenant up by its upper-case key, returning the value itself when it
    * is in memory. Throws or rejects with StoreUnavailableError when it cannot tell.
    */
   getTenant(tenantKey: string): MaybePromise<TenantSettings | undefined>;
   /**
    * Looks a target up by upper-case tenant key and exact controller id,
-   * returning at once when the answer is in memory. Throws or rejects with
+   * returning the value itself when it is in memory. Throws or rejects with
    * StoreUnavailableError when it cannot tell.
    */
   getTarget(tenantKey: string, controllerId: string): MaybePromise<TargetCredentials | undefined>;

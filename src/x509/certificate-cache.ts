@@ -11,14 +11,16 @@ export const DEFAULT_CERTIFICATE_CACHE_ENTRIES = 1000;
 export const MAX_CHAIN_CERTIFICATES = 16;
 
 /**
- * Maximum length, in UTF-16 units, of an encoded text kept in its cache entry and found by a sampled key.
- * A device certificate takes about 1,000 (an estimate for a 2048-bit RSA or a P-256 key), a
- * chain of three about 3,000, so 1,000 entries keep at most 16 MiB of text.
+ * Maximum length, in UTF-16 units, of an encoded text kept in its cache entry and found by a
+ * sampled key. A device certificate takes about 1,000 (an estimate for a 2048-bit RSA or a
+ * P-256 key) and a chain of three about 3,000. Only texts that parsed are kept, and those come
+ * from Envoy after it verified the client certificate, or from a trusted proxy.
  */
 const SAMPLED_KEY_MAX_CHARS = 8 * 1024;
 /**
- * Characters of the text's end in a sampled key. A PEM ends with its signature, followed by the
- * END line, and two certificates almost never share a signature.
+ * Characters taken from each end of the text for a sampled key. A PEM starts with the
+ * certificate's serial number, unique per issuer, and ends with its signature, so two
+ * certificates or chains almost never share both ends.
  */
 const SAMPLE_CHARS = 160;
 
@@ -36,9 +38,9 @@ type CacheEntry = (
 /**
  * Least-recently-used cache of parsed certificates, keyed by the percent-encoded PEM as Envoy
  * sends it, so one device's certificate is decoded, parsed and hashed once. A text of up to
- * SAMPLED_KEY_MAX_CHARS is found by its length and last characters and then compared in full,
- * which costs far less than hashing all of it. A longer one is found by its SHA-256, which
- * bounds the memory its entry takes.
+ * SAMPLED_KEY_MAX_CHARS that parsed is found by its length and both ends and then compared in
+ * full, which costs far less than hashing all of it. Longer texts and failures are found by
+ * their SHA-256, which bounds the memory their entries take.
  * Failures are cached too, as the same `CertificateError`, so repeated junk costs one hash.
  * Entries never expire, because a key is an exact encoding whose parse result cannot change.
  * Validity dates are not checked here.
@@ -107,32 +109,57 @@ export class CertificateCache {
       throw invalidCertificate(`encoded PEM has ${encoded.length} characters, more than the limit of ${MAX_ENCODED_PEM_CHARS}`);
     }
 
-    const sampled = encoded.length <= SAMPLED_KEY_MAX_CHARS;
-    const key = sampled ? sampledKey(kind, encoded) : hashedKey(kind, encoded);
-    let entry = this.#entries.get(key);
-    // A sampled key is shared by texts that differ before their last characters; only the same text is a hit.
-    if (entry !== undefined && (!sampled || entry.encoded === encoded)) {
-      this.stats.hits++;
-      // Re-insert so that Map iteration order is least recently used first.
-      this.#entries.delete(key);
-    } else {
-      this.stats.misses++;
-      this.#entries.delete(key);
-      entry = this.#parseToEntry(parse);
-      if (sampled) {
-        entry.encoded = encoded;
-      }
-      if (this.#entries.size >= this.maxEntries) {
-        const oldest = this.#entries.keys().next().value as string;
-        this.#entries.delete(oldest);
-      }
-    }
-    this.#entries.set(key, entry);
-
+    const entry = this.#cached(kind, encoded) ?? this.#parseAndStore(kind, encoded, parse);
     if (!entry.ok) {
       throw entry.error;
     }
     return entry.value;
+  }
+
+  /** Returns the entry of exactly this text and marks it most recently used, or undefined. */
+  #cached(kind: 'certificate' | 'chain', encoded: string): CacheEntry | undefined {
+    if (encoded.length <= SAMPLED_KEY_MAX_CHARS) {
+      const key = sampledKey(kind, encoded);
+      const entry = this.#entries.get(key);
+      // Texts that differ only in the middle share a sampled key; only the same text is a hit.
+      if (entry !== undefined && entry.encoded === encoded) {
+        return this.#hit(key, entry);
+      }
+    }
+    const key = hashedKey(kind, encoded);
+    const entry = this.#entries.get(key);
+    return entry === undefined ? undefined : this.#hit(key, entry);
+  }
+
+  #hit(key: string, entry: CacheEntry): CacheEntry {
+    this.stats.hits++;
+    // Re-insert so that Map iteration order is least recently used first.
+    this.#entries.delete(key);
+    this.#entries.set(key, entry);
+    return entry;
+  }
+
+  /**
+   * Parses a text and caches the result. A certificate that parsed is kept with its text under
+   * a sampled key, and a failure under the SHA-256 key, so junk cannot fill memory with its text.
+   */
+  #parseAndStore(kind: 'certificate' | 'chain', encoded: string, parse: () => ParsedCertificate | ParsedCertificate[]): CacheEntry {
+    this.stats.misses++;
+    const entry = this.#parseToEntry(parse);
+    let key: string;
+    if (entry.ok && encoded.length <= SAMPLED_KEY_MAX_CHARS) {
+      key = sampledKey(kind, encoded);
+      entry.encoded = encoded;
+    } else {
+      key = hashedKey(kind, encoded);
+    }
+    this.#entries.delete(key);
+    if (this.#entries.size >= this.maxEntries) {
+      const oldest = this.#entries.keys().next().value as string;
+      this.#entries.delete(oldest);
+    }
+    this.#entries.set(key, entry);
+    return entry;
   }
 
   #parseToEntry(parse: () => ParsedCertificate | ParsedCertificate[]): CacheEntry {
@@ -164,7 +191,7 @@ function hashedKey(kind: 'certificate' | 'chain', encoded: string): string {
   return `#${digest}`;
 }
 
-/** Returns the sampled cache key of a short text: kind, length and the last SAMPLE_CHARS characters. */
+/** Returns the sampled cache key of a short text: kind, length, and SAMPLE_CHARS characters from each end. */
 function sampledKey(kind: 'certificate' | 'chain', encoded: string): string {
-  return `${kind === 'certificate' ? 'c' : 'h'}${encoded.length}:${encoded.slice(-SAMPLE_CHARS)}`;
+  return `${kind === 'certificate' ? 'c' : 'h'}${encoded.length}:${encoded.slice(0, SAMPLE_CHARS)}:${encoded.slice(-SAMPLE_CHARS)}`;
 }
