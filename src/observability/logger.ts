@@ -50,8 +50,19 @@ export function logDestination(destination: string): LogStream {
   return flushedOnExit(new LogStream(fd));
 }
 
+/** Log streams whose queued lines are written when the process exits. */
+const streamsToFlushOnExit = new Set<LogStream>();
+
 function flushedOnExit(stream: LogStream): LogStream {
-  process.on('exit', () => stream.flushSync());
+  if (streamsToFlushOnExit.size === 0) {
+    // One listener for all streams, so opening many destinations (as tests do) adds no listeners.
+    process.on('exit', () => {
+      for (const pending of streamsToFlushOnExit) {
+        pending.flushSync();
+      }
+    });
+  }
+  streamsToFlushOnExit.add(stream);
   return stream;
 }
 
