@@ -1,7 +1,7 @@
 import { ConfigError } from '../config/errors.js';
 import { loadConfigFile } from '../config/load.js';
 import type { ServiceConfig } from '../config/schema.js';
-import { watchConfigFile } from '../config/watch.js';
+import { readFileState, watchConfigFile } from '../config/watch.js';
 import { createLogger, logDestination, type Logger } from '../observability/logger.js';
 import { createService, type ServiceHandle } from '../service.js';
 import { UsageError, type CliIo } from './io.js';
@@ -32,6 +32,8 @@ export async function serveCommand(args: string[], config: ServiceConfig, io: Cl
     return code;
   }
   logger.info({ config: config.source }, 'configuration loaded');
+  // Taken before the service starts, so a change while it starts still triggers a reload.
+  const loadedState = config.reload.watch ? readFileState(config.source) : undefined;
   let service: ServiceHandle;
   try {
     service = await createService(config, { logger });
@@ -43,7 +45,7 @@ export async function serveCommand(args: string[], config: ServiceConfig, io: Cl
 
   const reload = createReloader(service, logger, io.env);
   process.on('SIGHUP', () => reload('SIGHUP'));
-  const unwatch = config.reload.watch ? watchConfigFile(config.source, () => reload('file changed')) : () => {};
+  const unwatch = config.reload.watch ? watchConfigFile(config.source, () => reload('file changed'), loadedState) : () => {};
 
   const onSignal = (signal: NodeJS.Signals): void => {
     logger.info({ signal }, 'signal received; shutting down');

@@ -1,19 +1,60 @@
-import { unwatchFile, watchFile, type Stats } from 'node:fs';
+import { stat, statSync, type Stats } from 'node:fs';
 
 /** How often the configuration file is checked for changes, in milliseconds. */
 export const CONFIG_POLL_INTERVAL_MS = 1000;
 
+/** The parts of a file's status that show a change. */
+export interface FileState {
+  mtimeMs: number;
+  size: number;
+  ino: number;
+}
+
+/** Returns the file's state now, or undefined when it cannot be read. */
+export function readFileState(path: string): FileState | undefined {
+  try {
+    return fileState(statSync(path));
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * Calls `onChange` when the file at `path` changes. It polls the file's status
- * instead of using inotify, because Kubernetes updates a mounted ConfigMap by
- * swapping a symlink, which an inotify watch on the old file never reports.
+ * Calls `onChange` when the file at `path` changes from `baseline`, the state
+ * it had when it was read; without a baseline, from its state at the first
+ * check. It polls the file's status instead of using inotify, because
+ * Kubernetes updates a mounted ConfigMap by swapping a symlink, which an
+ * inotify watch on the old file never reports. Comparing with the state at
+ * read time also catches a change made before the watch started.
  */
-export function watchConfigFile(path: string, onChange: () => void, intervalMs = CONFIG_POLL_INTERVAL_MS): () => void {
-  const listener = (current: Stats, previous: Stats): void => {
-    if (current.mtimeMs !== previous.mtimeMs || current.size !== previous.size || current.ino !== previous.ino) {
-      onChange();
+export function watchConfigFile(path: string, onChange: () => void, baseline?: FileState, intervalMs = CONFIG_POLL_INTERVAL_MS): () => void {
+  let last = baseline;
+  let checking = false;
+  const check = (): void => {
+    if (checking) {
+      return;
     }
+    checking = true;
+    stat(path, (error, stats) => {
+      checking = false;
+      if (error) {
+        // A file being replaced may be missing for a moment; the next check sees the new one.
+        return;
+      }
+      const current = fileState(stats);
+      const changed = last !== undefined && (current.mtimeMs !== last.mtimeMs || current.size !== last.size || current.ino !== last.ino);
+      last = current;
+      if (changed) {
+        onChange();
+      }
+    });
   };
-  watchFile(path, { interval: intervalMs, persistent: false }, listener);
-  return () => unwatchFile(path, listener);
+  const timer = setInterval(check, intervalMs);
+  timer.unref();
+  check();
+  return () => clearInterval(timer);
+}
+
+function fileState(stats: Stats): FileState {
+  return { mtimeMs: stats.mtimeMs, size: stats.size, ino: stats.ino };
 }
