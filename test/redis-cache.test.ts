@@ -10,7 +10,7 @@ describe('bounded TTL cache', () => {
   it('returns a stored value with its time', () => {
     const { cache } = clockedCache(10, 100);
     cache.set('a', 'one');
-    expect(cache.get('a')).to.deep.equal({ value: 'one', storedAt: 1_000 });
+    expect(cache.get('a')).to.deep.equal({ value: 'one', storedAt: 1_000, touchedAt: 1_000 });
   });
 
   it('drops an entry at its TTL', () => {
@@ -24,15 +24,27 @@ describe('bounded TTL cache', () => {
   });
 
   it('evicts the least recently used entry when full', () => {
-    const { cache } = clockedCache(2, 1_000);
+    const { cache, advance } = clockedCache(2, 10_000);
     cache.set('a', 'one');
     cache.set('b', 'two');
+    advance(1_000);
     expect(cache.get('a')?.value).to.equal('one');
     cache.set('c', 'three');
     expect(cache.size).to.equal(2);
     expect(cache.get('b')).to.equal(undefined);
     expect(cache.get('a')?.value).to.equal('one');
     expect(cache.get('c')?.value).to.equal('three');
+  });
+
+  it('moves a hit at most once a second', () => {
+    const { cache, advance } = clockedCache(2, 10_000);
+    cache.set('a', 'one');
+    cache.set('b', 'two');
+    advance(999);
+    expect(cache.get('a')?.value).to.equal('one');
+    cache.set('c', 'three');
+    expect(cache.get('a'), 'a hit within the interval kept its place').to.equal(undefined);
+    expect(cache.get('b')?.value).to.equal('two');
   });
 
   it('stores nothing with TTL 0', () => {

@@ -1,13 +1,22 @@
-/** A cached value and the monotonic time (ms) at which it was stored. */
+/** A cached value and the monotonic times (ms) at which it was stored and last moved in the eviction order. */
 export interface CacheEntry<V> {
   value: V;
   storedAt: number;
+  touchedAt: number;
 }
 
 /**
+ * Minimum time between two moves of an entry to the end of the eviction order,
+ * in milliseconds. An entry read many times a second then costs one clock read
+ * per hit, not a Map deletion and insertion, and the order stays right to
+ * within this time.
+ */
+const TOUCH_INTERVAL_MS = 1_000;
+
+/**
  * In-process cache bounded in entries and in age. A hit moves the entry to the
- * end of the eviction order, so the least recently used entry goes first when
- * the cache is full. Times come from a monotonic clock in milliseconds.
+ * end of the eviction order (at most once per TOUCH_INTERVAL_MS), so the least
+ * recently used entry goes first when the cache is full. Times come from a monotonic clock in milliseconds.
  */
 export class BoundedTtlCache<V> {
   readonly #entries = new Map<string, CacheEntry<V>>();
@@ -38,11 +47,16 @@ export class BoundedTtlCache<V> {
     if (entry === undefined) {
       return undefined;
     }
-    this.#entries.delete(key);
-    if (this.#now() - entry.storedAt >= this.#ttlMs) {
+    const now = this.#now();
+    if (now - entry.storedAt >= this.#ttlMs) {
+      this.#entries.delete(key);
       return undefined;
     }
-    this.#entries.set(key, entry);
+    if (now - entry.touchedAt >= TOUCH_INTERVAL_MS) {
+      entry.touchedAt = now;
+      this.#entries.delete(key);
+      this.#entries.set(key, entry);
+    }
     return entry;
   }
 
@@ -51,7 +65,8 @@ export class BoundedTtlCache<V> {
       return;
     }
     this.#entries.delete(key);
-    this.#entries.set(key, { value, storedAt: this.#now() });
+    const now = this.#now();
+    this.#entries.set(key, { value, storedAt: now, touchedAt: now });
     while (this.#entries.size > this.#maxEntries) {
       const oldest = this.#entries.keys().next().value as string;
       this.#entries.delete(oldest);

@@ -61,6 +61,9 @@ export interface RedisCacheStats {
 }
 
 /** A cached lookup result; null means "not found". */
+/** Result of a cache lookup that found no trusted value. */
+const NOT_CACHED = Symbol('not cached');
+
 interface Cached<V> {
   value: V | null;
   /** The tenant's invalidation generation when the value was read. */
@@ -183,6 +186,10 @@ export class RedisStore implements TenantStore {
   }
 
   getTenant(tenantKey: string): MaybePromise<TenantSettings | undefined> {
+    const cached = this.#cachedValue(this.#tenantCache, this.#tenantStats, tenantKey, tenantKey);
+    if (cached !== NOT_CACHED) {
+      return cached;
+    }
     const readTenant = async (connections: RedisConnections): Promise<TenantSettings | undefined> => {
       const hash = await connections.command.hGetAll(this.#keys.tenant(tenantKey));
       return this.#tenantFromHash(tenantKey, hash);
@@ -191,6 +198,11 @@ export class RedisStore implements TenantStore {
   }
 
   getTarget(tenantKey: string, controllerId: string): MaybePromise<TargetCredentials | undefined> {
+    const cacheKey = targetCacheKey(tenantKey, controllerId);
+    const cached = this.#cachedValue(this.#targetCache, this.#targetStats, tenantKey, cacheKey);
+    if (cached !== NOT_CACHED) {
+      return cached;
+    }
     const readTarget = async (connections: RedisConnections): Promise<TargetCredentials | undefined> => {
       const stored = await connections.command.hGet(this.#keys.targets(tenantKey), controllerId);
       if (stored === null) {
@@ -199,7 +211,7 @@ export class RedisStore implements TenantStore {
       return { securityTokenDigest: this.#parseDigest(stored, { tenant: tenantKey, controllerId }) };
     };
     const description = `Redis lookup of target ${controllerId} in tenant ${tenantKey}`;
-    return this.#lookup(this.#targetCache, this.#targetStats, tenantKey, targetCacheKey(tenantKey, controllerId), description, readTarget);
+    return this.#lookup(this.#targetCache, this.#targetStats, tenantKey, cacheKey, description, readTarget);
   }
 
   health(): StoreHealth {
@@ -250,6 +262,22 @@ export class RedisStore implements TenantStore {
       await closeConnections(this.#connections);
     }
     this.#logger.info('Redis store closed');
+  }
+
+  /**
+   * Returns a trusted cached value, counted as a hit, or NOT_CACHED. A hit
+   * creates nothing, so the common case costs no closure and no message text.
+   */
+  #cachedValue<V>(cache: BoundedTtlCache<Cached<V>>, stats: RedisCacheStats, tenantKey: string, cacheKey: string): V | undefined | typeof NOT_CACHED {
+    if (this.#closed || !this.#started || this.#connections === undefined || !this.#channelUp) {
+      return NOT_CACHED;
+    }
+    const entry = cache.get(cacheKey);
+    if (entry === undefined || entry.value.generation !== (this.#generations.get(tenantKey) ?? 0)) {
+      return NOT_CACHED;
+    }
+    stats.hits += 1;
+    return entry.value.value ?? undefined;
   }
 
   /**
