@@ -5,5 +5,10 @@ const RESTART_ONLY: readonly (keyof ServiceConfig)[] = ['workers', 'grpc', 'http
 
 /** Returns the restart-only keys whose value differs between two configurations. */
 export function restartOnlyChanges(current: ServiceConfig, next: ServiceConfig): string[] {
-  return RESTART_ONLY.filter((key) => JSON.stringify(current[key]) !== JSON.stringify(next[key]));
+  const changed: string[] = RESTART_ONLY.filter((key) => JSON.stringify(current[key]) !== JSON.stringify(next[key]));
+  // The log levels reload, but the destination is opened once at start.
+  if (current.log.destination !== next.log.destination) {
+    changed.push('log.destination');
+  }
+  return changed;
 }

@@ -158,7 +158,16 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
   const reload = async (next: ServiceConfig): Promise<string[]> => {
     const kept = restartOnlyChanges(config, next);
     // Keys that need a restart keep their running values.
-    const applied: ServiceConfig = { ...next, workers: config.workers, grpc: config.grpc, http: config.http, store: config.store, metrics: config.metrics, tokenDigestKey: config.tokenDigestKey };
+    const applied: ServiceConfig = {
+      ...next,
+      workers: config.workers,
+      grpc: config.grpc,
+      http: config.http,
+      store: config.store,
+      metrics: config.metrics,
+      tokenDigestKey: config.tokenDigestKey,
+      log: { ...next.log, destination: config.log.destination },
+    };
     let nextStore = store;
     if (applied.store.type === 'memory') {
       nextStore = new MemoryStore(applied.tenants, digester);

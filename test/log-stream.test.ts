@@ -414,6 +414,33 @@ describe('log files', () => {
   });
 
   describe('logDestination', () => {
+    it('keeps lines whole from two writers on one pipe', async () => {
+      const loggerModule = new URL('../src/observability/logger.js', import.meta.url).href;
+      const writer = (name: string) =>
+        `node --input-type=module -e "const { createLogger, logDestination } = await import('${loggerModule}'); const logger = createLogger('info', logDestination('stdout')); for (let n = 0; n < 20000; n++) logger.info({ writer: '${name}', n, pad: 'p'.repeat(150) }, 'line');"`;
+      // Both writers share the shell's stdout pipe, as the workers of `serve --workers N` do.
+      const child = spawn('sh', ['-c', `${writer('a')} & ${writer('b')} & wait`], { stdio: ['ignore', 'pipe', 'inherit'] });
+      children.push(child);
+      child.stdout.pause();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      let text = '';
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (chunk: string) => (text += chunk));
+      child.stdout.resume();
+      const [code] = (await once(child, 'close')) as [number];
+
+      expect(code).to.equal(0);
+      const records = text
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { writer: string; n: number });
+      for (const name of ['a', 'b']) {
+        const numbers = records.filter((record) => record.writer === name).map((record) => record.n);
+        expect(numbers, `writer ${name}`).to.have.length(20000);
+        expect(numbers.every((n, index) => n === index), `writer ${name} in order`).to.equal(true);
+      }
+    });
+
     it('writes every line at exit into a full pipe', async () => {
       const loggerModule = new URL('../src/observability/logger.js', import.meta.url).href;
       // The child logs 20,000 lines (about 3 MB) and exits at once; the pipe takes 64 KiB until the reader starts.

@@ -341,6 +341,28 @@ tenants:
   });
 });
 
+describe('log destination reload', () => {
+  it('keeps the destination and names it', async () => {
+    const service = await startService(`
+log: { level: warn }
+tenants:
+  DEFAULT:
+    config: { authentication.targettoken.enabled: true }
+`);
+    try {
+      const current = service.handle.config();
+      const next = { ...current, log: { ...current.log, level: 'info' as const, destination: '/tmp/hawkbit-ext-authz-never-created/service.log' } };
+      const kept = await service.handle.reload(next);
+      expect(kept).to.deep.equal(['log.destination']);
+      expect(service.handle.config().log.destination).to.equal(current.log.destination);
+      expect(service.handle.config().log.level, 'the level still reloads').to.equal('info');
+      expect(existsSync('/tmp/hawkbit-ext-authz-never-created')).to.equal(false);
+    } finally {
+      await service.stop();
+    }
+  });
+});
+
 async function waitFor(condition: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {

@@ -1,4 +1,4 @@
-import { writeSync } from 'node:fs';
+import { fstatSync, writeSync } from 'node:fs';
 
 /** Size of one buffer that log lines are copied into, in bytes. */
 const CHUNK_BYTES = 64 * 1024;
@@ -10,6 +10,12 @@ export const FLUSH_INTERVAL_MS = 20;
 const FLUSH_BYTES = 32 * 1024;
 /** Wait before retrying a write that a full non-blocking pipe rejected with EAGAIN, in milliseconds. */
 const RETRY_DELAY_MS = 10;
+/**
+ * Largest write that POSIX makes atomic on a pipe (PIPE_BUF, 4096 bytes on Linux): it is
+ * written whole or, on a full non-blocking pipe, not at all, so it never interleaves with
+ * another process's write.
+ */
+const PIPE_ATOMIC_BYTES = 4096;
 /** Maximum time `flushSync` waits for a full pipe to take the remaining bytes, in milliseconds. */
 const SYNC_FLUSH_TIMEOUT_MS = 3_000;
 
@@ -39,6 +45,11 @@ const SYNC_FLUSH_TIMEOUT_MS = 3_000;
 export class LogStream {
   readonly #fd: number;
   readonly #maxBufferedBytes: number;
+  /**
+   * Whether the destination is a pipe or socket, where writes go in whole lines of at most
+   * PIPE_ATOMIC_BYTES, because `serve --workers N` has every worker write to the same pipe.
+   */
+  readonly #pipe: boolean;
   /** Filled buffers not yet written, oldest first. */
   #queued: Buffer[] = [];
   #queuedBytes = 0;
@@ -57,6 +68,7 @@ export class LogStream {
   constructor(fd: number, options: { maxBufferedBytes?: number } = {}) {
     this.#fd = fd;
     this.#maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
+    this.#pipe = isPipe(fd);
   }
 
   /** Lines dropped since start because the destination fell behind. */
@@ -171,9 +183,10 @@ export class LogStream {
       }
       const buffer = this.#queued.length === 1 ? this.#queued[0] : Buffer.concat(this.#queued, this.#queuedBytes);
       this.#queued = [buffer];
+      const length = this.#pipe ? atomicLength(buffer) : buffer.length;
       let written: number;
       try {
-        written = writeSync(this.#fd, buffer);
+        written = writeSync(this.#fd, buffer, 0, length);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'EAGAIN') {
           return 'again';
@@ -184,7 +197,7 @@ export class LogStream {
       }
       this.#queuedBytes -= written;
       this.#queued = written < buffer.length ? [buffer.subarray(written)] : [];
-      if (written < buffer.length) {
+      if (written < length) {
         // A pipe took part of the batch because it is full.
         return 'again';
       }
@@ -208,6 +221,29 @@ export class LogStream {
     for (const waiter of this.#drainWaiters.splice(0)) {
       waiter();
     }
+  }
+}
+
+/** Returns the length of the longest run of whole lines that fits in one atomic pipe write, or of the first line when it is longer. */
+function atomicLength(buffer: Buffer): number {
+  if (buffer.length <= PIPE_ATOMIC_BYTES) {
+    return buffer.length;
+  }
+  const lastNewline = buffer.lastIndexOf(0x0a, PIPE_ATOMIC_BYTES - 1);
+  if (lastNewline >= 0) {
+    return lastNewline + 1;
+  }
+  // NOTE: a line longer than PIPE_BUF cannot be written atomically; it may interleave with another worker's lines.
+  const firstNewline = buffer.indexOf(0x0a);
+  return firstNewline >= 0 ? firstNewline + 1 : buffer.length;
+}
+
+function isPipe(fd: number): boolean {
+  try {
+    const stats = fstatSync(fd);
+    return stats.isFIFO() || stats.isSocket();
+  } catch {
+    return false;
   }
 }
 
