@@ -104,6 +104,20 @@ async function spawnWithStdinPipe(script: string, stdout: number | 'pipe'): Prom
   return { child, fd };
 }
 
+/** Leaves a child's stdout pipe unread for `delayMs`, so it fills, then reads it to the end and returns it with the exit code. */
+async function readAfterDelay(child: ChildProcess, delayMs: number): Promise<{ code: number; text: string }> {
+  children.push(child);
+  const stdout = child.stdout!;
+  stdout.pause();
+  await new Promise((resolve) => setTimeout(resolve, delayMs));
+  let text = '';
+  stdout.setEncoding('utf8');
+  stdout.on('data', (chunk: string) => (text += chunk));
+  stdout.resume();
+  const [code] = (await once(child, 'close')) as [number];
+  return { code, text };
+}
+
 describe('log files', () => {
   before(() => {
     folder = mkdtempSync(join(tmpdir(), 'log-stream-test-'));
@@ -419,15 +433,7 @@ describe('log files', () => {
       const writer = (name: string) =>
         `node --input-type=module -e "const { createLogger, logDestination } = await import('${loggerModule}'); const logger = createLogger('info', logDestination('stdout')); for (let n = 0; n < 20000; n++) logger.info({ writer: '${name}', n, pad: 'p'.repeat(150) }, 'line');"`;
       // Both writers share the shell's stdout pipe, as the workers of `serve --workers N` do.
-      const child = spawn('sh', ['-c', `${writer('a')} & ${writer('b')} & wait`], { stdio: ['ignore', 'pipe', 'inherit'] });
-      children.push(child);
-      child.stdout.pause();
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      let text = '';
-      child.stdout.setEncoding('utf8');
-      child.stdout.on('data', (chunk: string) => (text += chunk));
-      child.stdout.resume();
-      const [code] = (await once(child, 'close')) as [number];
+      const { code, text } = await readAfterDelay(spawn('sh', ['-c', `${writer('a')} & ${writer('b')} & wait`], { stdio: ['ignore', 'pipe', 'inherit'] }), 500);
 
       expect(code).to.equal(0);
       const records = text
@@ -450,15 +456,7 @@ describe('log files', () => {
         for (let n = 0; n < 20000; n++) logger.info({ n, pad: 'p'.repeat(100) }, 'line');
         process.exit(0);
       `;
-      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-      children.push(child);
-      child.stdout.pause();
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      let text = '';
-      child.stdout.setEncoding('utf8');
-      child.stdout.on('data', (chunk: string) => (text += chunk));
-      child.stdout.resume();
-      const [code] = (await once(child, 'close')) as [number];
+      const { code, text } = await readAfterDelay(spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] }), 300);
 
       expect(code).to.equal(0);
       const numbers = text

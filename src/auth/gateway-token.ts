@@ -1,5 +1,4 @@
 import type { AuthContext } from './authenticator.js';
-import type { DenyReason } from './decision.js';
 import type { TenantSettings } from '../store/store.js';
 import { TokenAuthenticator, type StoredDigest } from './token-method.js';
 

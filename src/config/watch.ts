@@ -20,12 +20,13 @@ export function readFileState(path: string): FileState | undefined {
 }
 
 /**
- * Calls `onChange` when the file at `path` changes from `baseline`, the state
- * it had when it was read; without a baseline, from its state at the first
- * check. It polls the file's status instead of using inotify, because
+ * Calls `onChange` when the file at `path` differs from `baseline`, its state
+ * when it was read, or from its state at the first check when there is no
+ * baseline. Comparing with the state at read time also catches a change made
+ * before the watch started.
+ * The file's status is polled instead of watched with inotify, because
  * Kubernetes updates a mounted ConfigMap by swapping a symlink, which an
- * inotify watch on the old file never reports. Comparing with the state at
- * read time also catches a change made before the watch started.
+ * inotify watch on the old file never reports.
  */
 export function watchConfigFile(path: string, onChange: () => void, baseline?: FileState, intervalMs = CONFIG_POLL_INTERVAL_MS): () => void {
   let last = baseline;
@@ -38,7 +39,7 @@ export function watchConfigFile(path: string, onChange: () => void, baseline?: F
     stat(path, (error, stats) => {
       checking = false;
       if (error) {
-        // A file being replaced may be missing for a moment; the next check sees the new one.
+        // A file being replaced may be missing for a moment, so the next check reads the new one.
         return;
       }
       const current = fileState(stats);

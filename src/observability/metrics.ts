@@ -149,7 +149,7 @@ interface MetricSample {
 
 /**
  * The Check duration histogram, labelled by result. Observations go into
- * plain arrays; prom-client's registry reads them through `get()`, the
+ * plain arrays. prom-client's registry reads them through `get()`, the
  * contract every prom-client metric fulfils, and prints them in the same
  * format as its own Histogram.
  */

@@ -281,46 +281,31 @@ export class RedisStore implements TenantStore {
   }
 
   /**
-   * Returns a trusted cached value at once, or reads Redis and caches the
-   * result. Any failure rejects with StoreUnavailableError, except that a
-   * cached allow may stand in while `cache.staleAllowMs` permits it.
+   * Reads a value that the cache does not hold as trusted (see #cachedValue)
+   * from Redis, and caches it unless an invalidation arrived meanwhile. Any
+   * failure rejects with StoreUnavailableError, except that a cached allow may
+   * stand in while `cache.staleAllowMs` permits it.
    */
-  #lookup<V>(
+  async #lookup<V>(
     cache: BoundedTtlCache<Cached<V>>,
     stats: RedisCacheStats,
     tenantKey: string,
     cacheKey: string,
     description: string,
     read: (connections: RedisConnections) => Promise<V | undefined>,
-  ): MaybePromise<V | undefined> {
+  ): Promise<V | undefined> {
     const connections = this.#connections;
     if (this.#closed || !this.#started || connections === undefined) {
-      return Promise.reject(new StoreUnavailableError(`${description} failed: the Redis store is ${this.#closed ? 'closed' : 'not connected'}`));
+      throw new StoreUnavailableError(`${description} failed: the Redis store is ${this.#closed ? 'closed' : 'not connected'}`);
     }
     const generation = this.#generations.get(tenantKey) ?? 0;
     const entry = cache.get(cacheKey);
     const cached = entry !== undefined && entry.value.generation === generation ? entry.value : undefined;
-    if (cached !== undefined && this.#channelUp) {
-      stats.hits += 1;
-      return cached.value ?? undefined;
-    }
-    return this.#read(cache, stats, cacheKey, generation, cached, description, () => read(connections));
-  }
 
-  /** Reads a value missing from the cache (or not trusted there) from Redis, and caches it unless an invalidation arrived meanwhile. */
-  async #read<V>(
-    cache: BoundedTtlCache<Cached<V>>,
-    stats: RedisCacheStats,
-    cacheKey: string,
-    generation: number,
-    cached: Cached<V> | undefined,
-    description: string,
-    read: () => Promise<V | undefined>,
-  ): Promise<V | undefined> {
     const invalidationsBefore = this.#invalidationCount;
     let value: V | undefined;
     try {
-      value = await withTimeout(read(), this.#lookupTimeoutMs, description);
+      value = await withTimeout(read(connections), this.#lookupTimeoutMs, description);
     } catch (error) {
       if (cached !== undefined && cached.value !== null && this.#staleAllowed()) {
         stats.hits += 1;

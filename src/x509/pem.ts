@@ -7,8 +7,6 @@ import { invalidCertificate } from './errors.js';
  */
 export const MAX_ENCODED_PEM_CHARS = 64 * 1024;
 
-const PERCENT = 0x25;
-
 function hexValue(code: number): number {
   if (code >= 0x30 && code <= 0x39) return code - 0x30;
   if (code >= 0x41 && code <= 0x46) return code - 0x41 + 10;
