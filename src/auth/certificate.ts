@@ -13,6 +13,7 @@ import {
   parseClientCertHeader,
   parseXfcc,
   Rfc9440Error,
+  TextCache,
   XfccError,
   type ParsedCertificate,
   type XfccElement,
@@ -22,6 +23,14 @@ const XFCC_HEADER = 'x-forwarded-client-cert';
 /** RFC 9440 headers, read only from a trusted proxy. */
 const CLIENT_CERT_HEADER = 'client-cert';
 const CLIENT_CERT_CHAIN_HEADER = 'client-cert-chain';
+
+/** The certificate a request presents and the rest of the chain that came with it. */
+interface CertificateSource {
+  leaf: ParsedCertificate;
+  chain: readonly ParsedCertificate[];
+  /** Fingerprints of the verified CAs above the leaf, set when first needed. */
+  caFingerprints?: readonly string[];
+}
 
 /**
  * hawkBit's "certificate authentication by reverse proxy", with Envoy as the
@@ -38,6 +47,11 @@ export class CertificateAuthenticator implements Authenticator {
   readonly method = 'certificate' as const;
   readonly #trustedProxies: AddressSet;
   readonly #cache: CertificateCache;
+  /**
+   * Sources read from a whole XFCC value. Envoy writes the same value for a device on every
+   * request, so a hit skips XFCC parsing, the chain checks and the certificate lookups.
+   */
+  readonly #xfccSources: TextCache<CertificateSource>;
   /** Fingerprints of the verified CAs above a leaf, by leaf and chain fingerprints; bounded like the certificate cache. */
   readonly #paths = new Map<string, readonly string[]>();
   /** Certificates from RFC 9440 headers by their base64 DER. */
@@ -52,11 +66,12 @@ export class CertificateAuthenticator implements Authenticator {
   ) {
     this.#trustedProxies = new AddressSet(config.trustedProxies);
     this.#cache = new CertificateCache(cacheEntries);
+    this.#xfccSources = new TextCache(cacheEntries);
   }
 
-  /** Hits and misses of the parsed-certificate cache, for metrics. */
+  /** Lookups that found parsed certificates (in the certificate or the XFCC cache) and lookups that parsed, for metrics. */
   get cacheStats(): { hits: number; misses: number } {
-    return this.#cache.stats;
+    return { hits: this.#cache.stats.hits + this.#xfccSources.stats.hits, misses: this.#cache.stats.misses };
   }
 
   enabledFor(tenant: TenantSettings): boolean {
@@ -98,7 +113,7 @@ export class CertificateAuthenticator implements Authenticator {
     if (names[0] !== context.target.controllerId) {
       return { outcome: 'failure', reason: 'cn_mismatch' };
     }
-    if (!this.isTrusted(leaf, chain, context.tenant.headerAuthority)) {
+    if (!this.isTrusted(source, context.tenant.headerAuthority)) {
       return { outcome: 'failure', reason: 'issuer_not_trusted' };
     }
     // With pinned CAs the name hash only selects candidates; the signature decides.
@@ -130,18 +145,19 @@ export class CertificateAuthenticator implements Authenticator {
   }
 
   /** Trusted when the issuer hash, or a verified CA's fingerprint, is in the tenant's list. */
-  private isTrusted(leaf: ParsedCertificate, chain: readonly ParsedCertificate[], authority: readonly string[]): boolean {
+  private isTrusted(source: CertificateSource, authority: readonly string[]): boolean {
     if (authority.length === 0) {
       return false;
     }
-    if (authority.includes(leaf.issuerHash)) {
+    if (authority.includes(source.leaf.issuerHash)) {
       return true;
     }
-    if (chain.length === 0) {
+    if (source.chain.length === 0) {
       return false;
     }
+    source.caFingerprints ??= this.verifiedCaFingerprints(source.leaf, source.chain);
     // NOTE: a root the client does not send cannot be matched by fingerprint; trust it by issuer hash instead.
-    return this.verifiedCaFingerprints(leaf, chain).some((fingerprint) => authority.includes(fingerprint));
+    return source.caFingerprints.some((fingerprint) => authority.includes(fingerprint));
   }
 
   /** Builds the issuing path once per leaf and chain; signature checks are the costly part. */
@@ -165,12 +181,20 @@ export class CertificateAuthenticator implements Authenticator {
    * Returns the leaf and the rest of the chain, or the result to report when
    * there is none or it cannot be read.
    */
-  private certificateSource(context: AuthContext): { leaf: ParsedCertificate; chain: ParsedCertificate[] } | MethodResult {
+  private certificateSource(context: AuthContext): CertificateSource | MethodResult {
     const peer = context.request.peerCertificate;
     if (peer === '' && this.clientCertApplies(context)) {
       return this.clientCertSource(context);
     }
     const xfccValues = context.headers.all(XFCC_HEADER);
+    // Only a source read from the XFCC value alone is cached, because with a peer certificate it depends on both.
+    const cacheKey = peer === '' && this.config.trustXfcc && xfccValues.length === 1 ? xfccValues[0] : undefined;
+    if (cacheKey !== undefined) {
+      const cached = this.#xfccSources.get(cacheKey);
+      if (cached) {
+        return cached;
+      }
+    }
 
     let element: XfccElement | undefined;
     if (xfccValues.length > 0 && this.config.trustXfcc) {
@@ -214,7 +238,11 @@ export class CertificateAuthenticator implements Authenticator {
       if (!xfccLeaf) {
         return { outcome: 'failure', reason: 'certificate_missing' };
       }
-      return { leaf: xfccLeaf, chain: withoutLeaf(xfccChain, xfccLeaf) };
+      const source: CertificateSource = { leaf: xfccLeaf, chain: Object.freeze(withoutLeaf(xfccChain, xfccLeaf)) };
+      if (cacheKey !== undefined) {
+        this.#xfccSources.set(cacheKey, source);
+      }
+      return source;
     } catch (error) {
       if (error instanceof CertificateError) {
         return { outcome: 'failure', reason: 'certificate_invalid' };
@@ -242,7 +270,7 @@ export class CertificateAuthenticator implements Authenticator {
   }
 
   /** Reads the leaf from `Client-Cert` and the chain from `Client-Cert-Chain` (RFC 9440). */
-  private clientCertSource(context: AuthContext): { leaf: ParsedCertificate; chain: ParsedCertificate[] } | MethodResult {
+  private clientCertSource(context: AuthContext): CertificateSource | MethodResult {
     const certValue = context.headers.single(CLIENT_CERT_HEADER);
     const chainValues = context.headers.all(CLIENT_CERT_CHAIN_HEADER);
     if (typeof certValue !== 'string' || chainValues.length > 1) {

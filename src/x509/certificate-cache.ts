@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { parseCertificate, type ParsedCertificate } from './certificate.js';
 import { CertificateError, invalidCertificate } from './errors.js';
 import { decodeEnvoyPem, MAX_ENCODED_PEM_CHARS, splitPemChain } from './pem.js';
+import { sampledKey, TEXT_CACHE_MAX_CHARS } from './text-cache.js';
 
 /** Default number of cached entries. An entry is a parsed certificate of a few KiB (an estimate), so the default needs a few MiB. */
 export const DEFAULT_CERTIFICATE_CACHE_ENTRIES = 1000;
@@ -10,19 +11,8 @@ export const DEFAULT_CERTIFICATE_CACHE_ENTRIES = 1000;
 /** Maximum number of certificates accepted in one chain. Clients send the leaf and a few CAs. */
 export const MAX_CHAIN_CERTIFICATES = 16;
 
-/**
- * Maximum length, in UTF-16 units, of an encoded text kept in its cache entry and found by a
- * sampled key. A device certificate takes about 1,000 (an estimate for a 2048-bit RSA or a
- * P-256 key) and a chain of three about 3,000. Only texts that parsed are kept, and those come
- * from Envoy after it verified the client certificate, or from a trusted proxy.
- */
-const SAMPLED_KEY_MAX_CHARS = 8 * 1024;
-/**
- * Characters taken from each end of the text for a sampled key. A PEM starts with the
- * certificate's serial number, unique per issuer, and ends with its signature, so two
- * certificates or chains almost never share both ends.
- */
-const SAMPLE_CHARS = 160;
+/** Tags that keep the sampled keys of certificates and chains apart. */
+const KEY_TAGS = { certificate: 'c', chain: 'h' } as const;
 
 /** A character that latin1 cannot encode one to one. */
 const BEYOND_LATIN1 = /[^\u0000-\u00ff]/;
@@ -38,7 +28,7 @@ type CacheEntry = (
 /**
  * Least-recently-used cache of parsed certificates, keyed by the percent-encoded PEM as Envoy
  * sends it, so one device's certificate is decoded, parsed and hashed once. A text of up to
- * SAMPLED_KEY_MAX_CHARS that parsed is found by its length and both ends and then compared in
+ * TEXT_CACHE_MAX_CHARS that parsed is found by its length and both ends and then compared in
  * full, which costs far less than hashing all of it. Longer texts and failures are found by
  * their SHA-256, which bounds the memory their entries take.
  * Failures are cached too, as the same `CertificateError`, so repeated junk costs one hash.
@@ -118,8 +108,8 @@ export class CertificateCache {
 
   /** Returns the entry of exactly this text and marks it most recently used, or undefined. */
   #cached(kind: 'certificate' | 'chain', encoded: string): CacheEntry | undefined {
-    if (encoded.length <= SAMPLED_KEY_MAX_CHARS) {
-      const key = sampledKey(kind, encoded);
+    if (encoded.length <= TEXT_CACHE_MAX_CHARS) {
+      const key = sampledKey(KEY_TAGS[kind], encoded);
       const entry = this.#entries.get(key);
       // Texts that differ only in the middle share a sampled key; only the same text is a hit.
       if (entry !== undefined && entry.encoded === encoded) {
@@ -147,8 +137,8 @@ export class CertificateCache {
     this.stats.misses++;
     const entry = this.#parseToEntry(parse);
     let key: string;
-    if (entry.ok && encoded.length <= SAMPLED_KEY_MAX_CHARS) {
-      key = sampledKey(kind, encoded);
+    if (entry.ok && encoded.length <= TEXT_CACHE_MAX_CHARS) {
+      key = sampledKey(KEY_TAGS[kind], encoded);
       entry.encoded = encoded;
     } else {
       key = hashedKey(kind, encoded);
@@ -189,9 +179,4 @@ function hashedKey(kind: 'certificate' | 'chain', encoded: string): string {
     .update(encoded, oneByte ? 'latin1' : 'utf16le')
     .digest('hex');
   return `#${digest}`;
-}
-
-/** Returns the sampled cache key of a short text: kind, length, and SAMPLE_CHARS characters from each end. */
-function sampledKey(kind: 'certificate' | 'chain', encoded: string): string {
-  return `${kind === 'certificate' ? 'c' : 'h'}${encoded.length}:${encoded.slice(0, SAMPLE_CHARS)}:${encoded.slice(-SAMPLE_CHARS)}`;
 }

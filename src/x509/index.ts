@@ -6,4 +6,5 @@ export { buildIssuingPath, isIssuerOf, MAX_ISSUING_PATH_LENGTH } from './issuing
 export { canonicalNameEncoding, openSslNameHash } from './name-hash.js';
 export { decodeEnvoyPem, MAX_ENCODED_PEM_CHARS, splitPemChain } from './pem.js';
 export { MAX_CLIENT_CERT_CHARS, parseClientCertChainHeader, parseClientCertHeader } from './rfc9440.js';
+export { TextCache, TEXT_CACHE_MAX_CHARS } from './text-cache.js';
 export { MAX_XFCC_CHARS, parseXfcc, type XfccElement } from './xfcc.js';
