@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { Writable } from 'node:stream';
 import type { AllowDecision, Decision, DenyDecision } from '../src/auth/decision.js';
 import type { LogLevel } from '../src/config/schema.js';
-import { DecisionLog, type DecisionLogEntry } from '../src/observability/decision-log.js';
+import { DecisionLog, jsonString, millisecondsText, type DecisionLogEntry } from '../src/observability/decision-log.js';
 import { createLogger } from '../src/observability/logger.js';
 import { fuzzParameters } from './helpers/fuzz.js';
 
@@ -307,6 +307,49 @@ describe('DecisionLog', () => {
       }),
       fuzzParameters(),
     );
+  });
+
+  it('jsonString matches JSON.stringify', () => {
+    const anyCodeUnit = fc.integer({ min: 0, max: 0xffff }).map((code) => String.fromCharCode(code));
+    fc.assert(
+      fc.property(fc.string({ unit: anyCodeUnit, maxLength: 40 }), (value) => {
+        expect(jsonString(value)).to.equal(JSON.stringify(value));
+      }),
+      fuzzParameters(),
+    );
+    expect(jsonString('f81d4fae-7dec-11d0-a765-00a0c91e6bf6')).to.equal('"f81d4fae-7dec-11d0-a765-00a0c91e6bf6"');
+    expect(jsonString('a"b')).to.equal('"a\\"b"');
+  });
+
+  it('millisecondsText matches number formatting', () => {
+    fc.assert(
+      fc.property(fc.double({ min: 0, max: 100_000, noNaN: true }), (seconds) => {
+        expect(millisecondsText(seconds)).to.equal(String(Math.round(seconds * 1e6) / 1000));
+      }),
+      fuzzParameters(),
+    );
+    for (const micros of [0, 1, 9, 10, 99, 100, 101, 110, 999, 1000, 1001, 1010, 1100, 123456]) {
+      expect(millisecondsText(micros / 1e6), String(micros)).to.equal(String(micros / 1000));
+    }
+  });
+
+  it('writes the current time', () => {
+    const { capture, decisionLog } = setup('info');
+    const times: number[] = [];
+    for (let index = 0; index < 3; index++) {
+      const before = Date.now();
+      decisionLog.write('info', entry(ALLOW));
+      const after = Date.now();
+      const time = capture.records()[index].time as string;
+      expect(time).to.match(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+      expect(Date.parse(time)).to.be.within(before, after);
+      times.push(Date.parse(time));
+      const wait = Date.now() + 3;
+      while (Date.now() < wait) {
+        // Lets the clock move to another millisecond.
+      }
+    }
+    expect(new Set(times).size).to.equal(3);
   });
 
   it('writes levels as labels', () => {

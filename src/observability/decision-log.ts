@@ -35,6 +35,10 @@ export class DecisionLog {
   readonly #bindings: string;
   #timeMs = 0;
   #time = '';
+  /** Start of the second that `#secondPrefix` names, in milliseconds since the epoch. */
+  #secondMs = -1;
+  /** ISO 8601 time of that second up to its `.`: `2026-12-05T01:02:03.`. */
+  #secondPrefix = '';
 
   constructor(logger: Logger) {
     this.#logger = logger;
@@ -48,12 +52,12 @@ export class DecisionLog {
       return;
     }
     const { decision } = entry;
-    let line = `{"level":"${level}","time":"${this.#isoTime()}"${this.#bindings},"requestId":${JSON.stringify(entry.requestId)}`;
+    let line = `{"level":"${level}","time":"${this.#isoTime()}"${this.#bindings},"requestId":${jsonString(entry.requestId)}`;
     if (decision.tenant !== undefined) {
-      line += `,"tenant":${JSON.stringify(decision.tenant)}`;
+      line += `,"tenant":${jsonString(decision.tenant)}`;
     }
     if (decision.controllerId !== undefined) {
-      line += `,"controllerId":${JSON.stringify(decision.controllerId)}`;
+      line += `,"controllerId":${jsonString(decision.controllerId)}`;
     }
     // Method, result and reason take values from closed sets, so they need no escaping.
     if (decision.method !== undefined) {
@@ -65,20 +69,62 @@ export class DecisionLog {
     } else {
       line += ',"httpStatus":200';
     }
-    line += `,"durationMs":${Math.round(entry.durationSeconds * 1e6) / 1000}`;
+    line += `,"durationMs":${millisecondsText(entry.durationSeconds)}`;
     if (entry.audit) {
       line += ',"mode":"audit"';
     }
     this.#destination.write(`${line},"msg":"${decision.kind}"}\n`);
   }
 
-  /** Returns the current time as ISO 8601, formatted once per millisecond. */
+  /** Returns the current time as ISO 8601. `Date.toISOString` runs once per second and the milliseconds are appended. */
   #isoTime(): string {
     const now = Date.now();
     if (now !== this.#timeMs) {
       this.#timeMs = now;
-      this.#time = new Date(now).toISOString();
+      const milliseconds = now % 1000;
+      const second = now - milliseconds;
+      if (second !== this.#secondMs) {
+        this.#secondMs = second;
+        this.#secondPrefix = new Date(second).toISOString().slice(0, 20);
+      }
+      this.#time = `${this.#secondPrefix}${threeDigits(milliseconds)}Z`;
     }
     return this.#time;
   }
+}
+
+/** Characters that JSON.stringify may escape: `"`, `\`, control characters, and surrogates when they are lone. */
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** Returns a string as a JSON string literal, as JSON.stringify does, which costs several times more on every line. */
+export function jsonString(value: string): string {
+  return NEEDS_ESCAPE.test(value) ? JSON.stringify(value) : `"${value}"`;
+}
+
+/**
+ * Returns a duration in seconds as milliseconds rounded to whole microseconds, the text that
+ * `String(Math.round(seconds * 1e6) / 1000)` gives, with integer arithmetic only, because
+ * formatting a fraction took about 0.3 µs per line in a micro-benchmark on Node.js 20.
+ */
+export function millisecondsText(seconds: number): string {
+  const micros = Math.round(seconds * 1e6);
+  const whole = Math.floor(micros / 1000);
+  const fraction = micros - whole * 1000;
+  if (fraction === 0) {
+    return `${whole}`;
+  }
+  if (fraction % 100 === 0) {
+    return `${whole}.${fraction / 100}`;
+  }
+  if (fraction % 10 === 0) {
+    return `${whole}.${fraction < 100 ? '0' : ''}${fraction / 10}`;
+  }
+  return `${whole}.${threeDigits(fraction)}`;
+}
+
+function threeDigits(value: number): string {
+  if (value < 10) {
+    return `00${value}`;
+  }
+  return value < 100 ? `0${value}` : `${value}`;
 }
