@@ -479,7 +479,8 @@ function readTargets(reader: ConfigReader, value: unknown, key: string): Record<
 
 /** Returns a problem with a controller id, or undefined when it is valid. */
 export function validateControllerId(controllerId: string): string | undefined {
-  const length = [...controllerId].length;
+  // Code points are counted only when the UTF-16 length allows too many, so a file of many ids loads faster.
+  const length = controllerId.length <= 256 ? controllerId.length : [...controllerId].length;
   if (length < 1 || length > 256) {
     return `controller id must be 1 to 256 characters, as in hawkBit; got ${length}`;
   }

@@ -3,7 +3,7 @@ import { TENANT_CONFIG_KEYS } from '../config/load.js';
 import type { StoreHealth, TargetCredentials, TenantSettings, TenantStore } from './store.js';
 import { tenantKey } from './store.js';
 import { tenantSettingsFrom } from './tenant-settings.js';
-import type { TokenDigester } from './token-digest.js';
+import { DIGEST_BYTES, type TokenDigester } from './token-digest.js';
 
 /**
  * The embedded store: tenants and targets from the configuration file, held
@@ -24,12 +24,20 @@ export class MemoryStore implements TenantStore {
       );
 
       const targets = new Map<string, TargetCredentials>();
-      for (const [controllerId, target] of Object.entries(entry.targets)) {
+      const controllerIds = Object.keys(entry.targets);
+      // One buffer for the tenant's digests: a Buffer of its own per target costs start-up time and memory with many targets.
+      const digests = Buffer.allocUnsafe(controllerIds.length * DIGEST_BYTES);
+      for (let index = 0; index < controllerIds.length; index++) {
+        const controllerId = controllerIds[index];
+        const target = entry.targets[controllerId];
+        const slot = index * DIGEST_BYTES;
         let securityTokenDigest: Buffer | undefined;
         if (target.securityToken) {
-          securityTokenDigest = digester.digest(target.securityToken);
+          digester.digestInto(target.securityToken, digests, slot);
+          securityTokenDigest = digests.subarray(slot, slot + DIGEST_BYTES);
         } else if (target.securityTokenSha256) {
-          securityTokenDigest = Buffer.from(target.securityTokenSha256, 'hex');
+          digests.write(target.securityTokenSha256, slot, DIGEST_BYTES, 'hex');
+          securityTokenDigest = digests.subarray(slot, slot + DIGEST_BYTES);
         }
         targets.set(controllerId, { securityTokenDigest });
       }

@@ -1,7 +1,7 @@
 import { createHmac, hash } from 'node:crypto';
 
 /** Length of a SHA-256 digest in bytes. */
-const DIGEST_BYTES = 32;
+export const DIGEST_BYTES = 32;
 
 /**
  * Turns a secret (target token or gateway key) into the digest that stores keep.
@@ -25,6 +25,18 @@ export class TokenDigester {
     }
     // One-shot hash: about half the cost of createHash().update().digest() for a short secret, on every token Check.
     return hash('sha256', secret, 'buffer');
+  }
+
+  /**
+   * Writes the digest of a secret into `target` at `offset`, DIGEST_BYTES long, so that
+   * many digests can share one buffer instead of each carrying its own backing store.
+   */
+  digestInto(secret: string, target: Buffer, offset: number): void {
+    if (this.#hmacKey) {
+      createHmac('sha256', this.#hmacKey).update(secret, 'utf8').digest().copy(target, offset);
+      return;
+    }
+    target.write(hash('sha256', secret, 'binary'), offset, DIGEST_BYTES, 'latin1');
   }
 
   /**
