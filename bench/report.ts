@@ -98,10 +98,7 @@ export function printReport(report: Report, log: (line: string) => void): void {
     const beyond = report.saturation[report.saturation.length - 1];
     const gain = beyond.throughput / chosen.throughput - 1;
     log('');
-    log(
-      `Doubling connections and streams beyond the benchmark's ${chosen.connections} x ${chosen.streams} changed throughput by ` +
-        `${(gain * 100).toFixed(1)}%: ${gain < 0.05 ? 'saturated' : 'NOT saturated; raise --connections or --streams'}.`,
-    );
+    log(`${saturationVerdict(chosen, gain)}`);
   }
 
   if (report.redisImport) {
@@ -229,4 +226,27 @@ function mib(bytes: number): string {
 
 function ratio(service: number, noop: number): string {
   return (service / noop).toFixed(2);
+}
+
+/** Event-loop share at which a server counts as busy all the time. */
+const BUSY_EVENT_LOOP = 0.95;
+
+/**
+ * Returns whether the benchmark's load saturates the server, as one sentence. A server whose event loop is busy all
+ * the time is saturated even when deeper queues still raise throughput a little, because each
+ * event-loop turn then reads and answers more calls at once.
+ */
+function saturationVerdict(chosen: SaturationStep, gain: number): string {
+  const shape = `${chosen.connections} x ${chosen.streams}`;
+  const change = `doubling connections and streams changed throughput by ${(gain * 100).toFixed(1)}%`;
+  if (gain < 0.05) {
+    return `At the benchmark's ${shape}, ${change}: saturated.`;
+  }
+  if (chosen.mainThreadUtilisation >= BUSY_EVENT_LOOP) {
+    return (
+      `At the benchmark's ${shape} the event loop was busy ${percent(chosen.mainThreadUtilisation)} of the time, so the server is saturated; ` +
+      `${change}, because deeper queues let each event-loop turn handle more calls.`
+    );
+  }
+  return `At the benchmark's ${shape}, ${change} and the event loop was busy ${percent(chosen.mainThreadUtilisation)}: NOT saturated; raise --connections or --streams.`;
 }
