@@ -234,7 +234,7 @@ const BUSY_EVENT_LOOP = 0.95;
 /**
  * Returns whether the benchmark's load saturates the server, as one sentence. A server whose event loop is busy all
  * the time is saturated even when deeper queues still raise throughput a little, because each
- * event-loop turn then reads and answers more calls at once.
+ * event-loop turn then reads and responds to more calls at once.
  */
 function saturationVerdict(chosen: SaturationStep, gain: number): string {
   const shape = `${chosen.connections} x ${chosen.streams}`;
