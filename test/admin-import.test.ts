@@ -290,6 +290,14 @@ describe('admin import', function () {
     });
   }
 
+  it('reports a YAML error without the file text', async () => {
+    const path = writeImport('broken.yaml', 'tenants:\n  ACME:\n    targets:\n      device-1: { securityToken: leaked-token-0123456789 } }\n');
+    const result = await runImport([path], config);
+    expect(result.code).to.equal(2);
+    expect(result.stderr).to.match(/is not valid YAML at line \d+, column \d+/);
+    expect(result.stderr).to.not.include('leaked-token-0123456789');
+  });
+
   it('rejects missing and extra arguments with exit 2', async () => {
     const none = await runImport([], config);
     expect(none.code).to.equal(2);

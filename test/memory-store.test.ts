@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
 
-import { parseConfig, validateControllerId } from '../src/config/load.js';
+import { parseConfig, parseYaml, validateControllerId } from '../src/config/load.js';
 import { MemoryStore, TokenDigester } from '../src/store/index.js';
 
 const TARGET_COUNT = 50;
@@ -85,4 +85,34 @@ describe('validateControllerId length', function () {
       }
     });
   }
+});
+
+describe('configuration YAML schema', function () {
+  it('keeps a date-like controller id as text', function () {
+    const config = parseConfig('tenants:\n  DEFAULT:\n    targets:\n      2024-05-01: { securityToken: "abc" }\n', 'test configuration');
+    expect(Object.keys(config.tenants.DEFAULT.targets)).to.deep.equal(['2024-05-01']);
+  });
+
+  it('applies merge keys', function () {
+    const text = [
+      'tenants:',
+      '  FIRST:',
+      '    config: &shared { authentication.targettoken.enabled: true }',
+      '  SECOND:',
+      '    config:',
+      '      <<: *shared',
+      '      authentication.gatewaytoken.enabled: false',
+      '',
+    ].join('\n');
+    const config = parseConfig(text, 'test configuration');
+    expect(config.tenants.SECOND.config['authentication.targettoken.enabled']).to.equal(true);
+    expect(config.tenants.SECOND.config['authentication.gatewaytoken.enabled']).to.equal(false);
+  });
+
+  it('reports a syntax error without file text', function () {
+    const problem = parseYaml('tenants:\n  DEFAULT:\n    targets:\n      device-1: { securityToken: secret-token-1234 } }\n', 'tokens.yaml');
+    expect(problem.ok).to.equal(false);
+    expect(JSON.stringify(problem)).to.not.include('secret-token-1234');
+    expect(JSON.stringify(problem)).to.match(/not valid YAML at line \d+, column \d+/);
+  });
 });

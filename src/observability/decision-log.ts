@@ -102,7 +102,7 @@ export function jsonString(value: string): string {
 }
 
 /**
- * Returns a duration in seconds as milliseconds rounded to whole microseconds, the text that
+ * Returns a finite duration of zero or more seconds as milliseconds rounded to whole microseconds, the text that
  * `String(Math.round(seconds * 1e6) / 1000)` gives, with integer arithmetic only, because
  * formatting a fraction took about 0.3 µs per line in a micro-benchmark on Node.js 20.
  */

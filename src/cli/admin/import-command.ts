@@ -1,7 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
-import yaml from 'js-yaml';
-import { TENANT_CONFIG_KEYS, validateControllerId, validateGatewayKey, validateSecurityToken, validateTenantName } from '../../config/load.js';
+import { parseYaml, TENANT_CONFIG_KEYS, validateControllerId, validateGatewayKey, validateSecurityToken, validateTenantName } from '../../config/load.js';
 import { ConfigReader } from '../../config/reader.js';
 import type { ServiceConfig } from '../../config/schema.js';
 import { GATEWAY_KEY_DIGEST_FIELD, PLAIN_TENANT_FIELDS, TENANT_NAME_FIELD } from '../../store/redis-layout.js';
@@ -141,12 +140,11 @@ async function parseImportFile(path: string, digester: TokenDigester, io: CliIo)
   } catch (error) {
     throw new UsageError(`cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? String(error)}); check the path`);
   }
-  let document: unknown;
-  try {
-    document = yaml.load(text, { filename: path });
-  } catch (error) {
-    throw new UsageError(`${path} is not valid YAML: ${(error as Error).message}`);
+  const parsed = parseYaml(text, path);
+  if (!parsed.ok) {
+    throw new UsageError(`${path} is ${parsed.problem}`);
   }
+  const document = parsed.document;
   if (typeof document !== 'object' || document === null || Array.isArray(document)) {
     throw new UsageError(`${path} must be a YAML mapping with a tenants: section, as in the configuration file`);
   }
