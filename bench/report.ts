@@ -98,7 +98,7 @@ export function printReport(report: Report, log: (line: string) => void): void {
     const beyond = report.saturation[report.saturation.length - 1];
     const gain = beyond.throughput / chosen.throughput - 1;
     log('');
-    log(`${saturationVerdict(chosen, gain)}`);
+    log(saturationVerdict(chosen, gain));
   }
 
   if (report.redisImport) {
@@ -244,9 +244,13 @@ function saturationVerdict(chosen: SaturationStep, gain: number): string {
   }
   if (chosen.mainThreadUtilisation >= BUSY_EVENT_LOOP) {
     return (
-      `At the benchmark's ${shape} the event loop was busy ${percent(chosen.mainThreadUtilisation)} of the time, so the server is saturated; ` +
-      `${change}, because deeper queues let each event-loop turn handle more calls.`
+      `At the benchmark's ${shape} the event loop was busy ${percent(chosen.mainThreadUtilisation)} of the time, so the server is saturated. ` +
+      `${capitalized(change)}, because deeper queues let each event-loop turn handle more calls.`
     );
   }
-  return `At the benchmark's ${shape}, ${change} and the event loop was busy ${percent(chosen.mainThreadUtilisation)}: NOT saturated; raise --connections or --streams.`;
+  return `At the benchmark's ${shape}, ${change} and the event loop was busy ${percent(chosen.mainThreadUtilisation)}: NOT saturated. Raise --connections or --streams.`;
+}
+
+function capitalized(text: string): string {
+  return `${text.charAt(0).toUpperCase()}${text.slice(1)}`;
 }

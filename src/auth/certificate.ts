@@ -50,8 +50,8 @@ export class CertificateAuthenticator implements Authenticator {
   /**
    * Sources read from a whole XFCC value. Envoy writes the same value for a device on every
    * request, so a hit skips XFCC parsing, the chain checks and the certificate lookups.
-   * NOTE: at most `cacheEntries` values of up to 8 KiB are kept; about 35 MiB for 10,000
-   * devices that each send a chain of three 2048-bit RSA certificates (an estimate).
+   * NOTE: it keeps up to `cacheEntries` values of up to 8 KiB each. For 10,000 devices that
+   * each send a chain of three 2048-bit RSA certificates, that is about 35 MiB (an estimate).
    */
   readonly #xfccSources: TextCache<CertificateSource>;
   /** Fingerprints of the verified CAs above a leaf, by leaf and chain fingerprints; bounded like the certificate cache. */

@@ -7,6 +7,7 @@ import { ConfigReader } from './reader.js';
 import type { CacheConfig, RateLimitConfig, ServiceConfig, StoreConfig, TargetEntry, TenantEntry } from './schema.js';
 import { parseListenAddress } from './address.js';
 import { parseCidr } from '../net/cidr.js';
+import { CONTROLLER_ID_MAX_LENGTH } from '../ddi/path.js';
 import { AUTHORIZATION_MAX_LENGTH } from '../auth/authorization-header.js';
 
 /** Environment variable that names the configuration file when `--config` is not given. */
@@ -58,7 +59,7 @@ export function loadConfigFile(path: string, options: LoadOptions = {}): Service
  * no timestamps, so a controller id such as `2024-05-01` stays that string instead of
  * turning into a date, and parsing a file of 100,000 targets took about 10% less time.
  * NOTE: unquoted keys that YAML reads as numbers, such as `0x1F` or `1e3`, still change
- * their text (`31`, `1000`); quote such controller ids.
+ * their text (`31`, `1000`). Quote such controller ids.
  */
 export const YAML_SCHEMA = yaml.CORE_SCHEMA.extend({
   // js-yaml exports its merge type at run time, but @types/js-yaml does not declare `types`.
@@ -503,8 +504,8 @@ function readTargets(reader: ConfigReader, value: unknown, key: string): Record<
 /** Returns a problem with a controller id, or undefined when it is valid. */
 export function validateControllerId(controllerId: string): string | undefined {
   // Code points are counted only when the UTF-16 length allows too many, so a file of many ids loads faster.
-  const length = controllerId.length <= 256 ? controllerId.length : [...controllerId].length;
-  if (length < 1 || length > 256) {
+  const length = controllerId.length <= CONTROLLER_ID_MAX_LENGTH ? controllerId.length : [...controllerId].length;
+  if (length < 1 || length > CONTROLLER_ID_MAX_LENGTH) {
     return `controller id must be 1 to 256 characters, as in hawkBit; got ${length}`;
   }
   if (/[\u0000-\u0020\u007f-\u009f]/.test(controllerId)) {

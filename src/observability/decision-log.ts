@@ -33,7 +33,8 @@ export class DecisionLog {
   readonly #destination: LineDestination;
   /** The logger's bindings as pino serialized them, each after a comma. */
   readonly #bindings: string;
-  #timeMs = 0;
+  /** Millisecond that `#time` names, or -1 before the first line. */
+  #timeMs = -1;
   #time = '';
   /** Start of the second that `#secondPrefix` names, in milliseconds since the epoch. */
   #secondMs = -1;
@@ -96,7 +97,7 @@ export class DecisionLog {
 /** Characters that JSON.stringify may escape: `"`, `\`, control characters, and surrogates when they are lone. */
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
 
-/** Returns a string as a JSON string literal, as JSON.stringify does, which costs several times more on every line. */
+/** Returns a string as the JSON string literal that JSON.stringify returns, without calling it for strings that need no escaping. */
 export function jsonString(value: string): string {
   return NEEDS_ESCAPE.test(value) ? JSON.stringify(value) : `"${value}"`;
 }

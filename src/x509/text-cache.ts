@@ -66,7 +66,7 @@ export class TextCache<V> {
     return entry.value;
   }
 
-  /** Stores a value for a text, evicting the least recently used entry when full; a longer text is ignored. */
+  /** Stores a value for a text, evicting the least recently used entry when full. A longer text is ignored. */
   set(text: string, value: V): void {
     if (text.length > TEXT_CACHE_MAX_CHARS) {
       return;
