@@ -26,10 +26,25 @@ const config = loadConfigFile(configPath);
 const address = config.grpc.address;
 const response = JSON.parse(readFileSync(responsePath, 'utf8')) as CheckResponseMessage;
 
+// Responses go out in batches from a setImmediate callback, as the service sends
+// them. Responding inside grpc-js's read callback costs about 20% more CPU per
+// call, and the baseline must be the fastest this stack can do.
+let waiting: grpc.sendUnaryData<CheckResponseMessage>[] = [];
+const sendBatch = (): void => {
+  const batch = waiting;
+  waiting = [];
+  for (const callback of batch) {
+    callback(null, response);
+  }
+};
+
 const server = new grpc.Server(serverOptions(config));
 server.addService(authorizationService().service, {
   Check: (_call: grpc.ServerUnaryCall<unknown, CheckResponseMessage>, callback: grpc.sendUnaryData<CheckResponseMessage>) => {
-    callback(null, response);
+    if (waiting.length === 0) {
+      setImmediate(sendBatch);
+    }
+    waiting.push(callback);
   },
 });
 // grpc.health.v1 as the service has it, so the benchmark's readiness probe works on both.

@@ -1,0 +1,140 @@
+import { expect } from 'chai';
+import type * as grpc from '@grpc/grpc-js';
+import { FailureLimiter } from '../src/auth/failure-limiter.js';
+import type { Decision } from '../src/auth/decision.js';
+import { parseConfig } from '../src/config/load.js';
+import { createCheckHandler } from '../src/envoy/check-handler.js';
+import type { CheckRequestMessage, CheckResponseMessage } from '../src/envoy/messages.js';
+import { createLogger } from '../src/observability/logger.js';
+import { Metrics } from '../src/observability/metrics.js';
+import { createRuntime } from '../src/service.js';
+import { MemoryStore, TokenDigester } from '../src/store/index.js';
+import { CapturedLog, envoyRequest, outcome, setHeaders, startService, type RunningService } from './helpers/service.js';
+
+const DEVICES = 40;
+const KINDS = ['allow', 'wrong-token', 'non-ddi'] as const;
+
+function tokenOf(index: number): string {
+  return `token-of-device-${String(index).padStart(4, '0')}-0123456789abcdef`;
+}
+
+function configText(): string {
+  const targets = Array.from({ length: DEVICES }, (_, index) => `      "device-${index}": { securityToken: "${tokenOf(index)}" }`).join('\n');
+  // Without failure limits, so that the wrong tokens sent together do not turn later calls into 429s.
+  return `
+rateLimit: { enabled: false }
+tenants:
+  T:
+    config: { authentication.targettoken.enabled: true }
+    targets:
+${targets}
+`;
+}
+
+describe('Check batches', () => {
+  describe('over gRPC', () => {
+    let service: RunningService;
+
+    before(async () => {
+      service = await startService(configText());
+    });
+
+    after(async () => {
+      await service.stop();
+    });
+
+    it('responds to each concurrent call separately', async () => {
+      // Sent together, so that many calls arrive in the same event-loop turn and share a batch.
+      const calls = Array.from({ length: 300 }, (_, index) => {
+        const device = index % DEVICES;
+        const kind = KINDS[index % KINDS.length];
+        const path = kind === 'non-ddi' ? `/T/rest/v1/targets/device-${device}` : `/T/controller/v1/device-${device}`;
+        const token = kind === 'wrong-token' ? tokenOf((device + 1) % DEVICES) : tokenOf(device);
+        return { device, kind, response: service.check(envoyRequest(path, { authorization: `TargetToken ${token}` })) };
+      });
+
+      for (const call of calls) {
+        const response = await call.response;
+        if (call.kind === 'allow') {
+          expect(outcome(response), `allow of device-${call.device}`).to.deep.equal({ grpc: 0, http: 200 });
+          expect(setHeaders(response)['x-ddi-controller-id'], `identity of device-${call.device}`).to.equal(`device-${call.device}`);
+        } else if (call.kind === 'wrong-token') {
+          expect(outcome(response), `wrong token of device-${call.device}`).to.deep.equal({ grpc: 16, http: 401 });
+        } else {
+          expect(outcome(response), `non-DDI path of device-${call.device}`).to.deep.equal({ grpc: 7, http: 403 });
+        }
+      }
+      const decisions = service.log.records.filter((record) => record.result !== undefined);
+      expect(decisions.filter((record) => record.result === 'allow')).to.have.length(100);
+      expect(decisions.filter((record) => record.result === 'deny')).to.have.length(200);
+    });
+  });
+
+  describe('handler', () => {
+    const log = new CapturedLog();
+    const logger = createLogger('info', log.stream());
+    const config = parseConfig(configText(), '/tmp/hawkbit-ext-authz-batch-test.yaml', { env: {} });
+    const digester = new TokenDigester(config.tokenDigestKey);
+    let limiter: FailureLimiter;
+
+    /** Metrics that fail while counting one device's decision, as a fault outside the guarded steps. */
+    class FailingMetrics extends Metrics {
+      override recordDecision(decision: Decision, durationSeconds: number, audit: boolean): void {
+        if (decision.controllerId === 'device-7') {
+          throw new Error('metrics failed for device-7');
+        }
+        super.recordDecision(decision, durationSeconds, audit);
+      }
+    }
+
+    before(() => {
+      limiter = new FailureLimiter(config.rateLimit, config.ddi.certificate.trustedProxies, { logger });
+    });
+
+    after(async () => {
+      await limiter.close();
+    });
+
+    function handlerWith(metrics: Metrics): grpc.handleUnaryCall<CheckRequestMessage, CheckResponseMessage> {
+      const runtime = createRuntime(config, new MemoryStore(config.tenants, digester), digester, metrics, limiter);
+      return createCheckHandler({ runtime: () => runtime, logger, metrics });
+    }
+
+    function callOf(device: number): grpc.ServerUnaryCall<CheckRequestMessage, CheckResponseMessage> {
+      const request = envoyRequest(`/T/controller/v1/device-${device}`, { authorization: `TargetToken ${tokenOf(device)}` });
+      return { request, getDeadline: () => Infinity } as unknown as grpc.ServerUnaryCall<CheckRequestMessage, CheckResponseMessage>;
+    }
+
+    it('responds after the arrival turn', async () => {
+      const handler = handlerWith(new Metrics({ version: 'test', tenantLabel: false }));
+      const responded: number[] = [];
+      for (const device of [1, 2, 3]) {
+        handler(callOf(device), () => responded.push(device));
+      }
+      expect(responded, 'responses sent inside the handler call').to.deep.equal([]);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(responded).to.deep.equal([1, 2, 3]);
+    });
+
+    it('sends the rest when one fails', async () => {
+      const handler = handlerWith(new FailingMetrics({ version: 'test', tenantLabel: false }));
+      const responses = new Map<number, CheckResponseMessage | null | undefined>();
+      for (const device of [5, 6, 7, 8, 9]) {
+        handler(callOf(device), (error, response) => {
+          expect(error).to.equal(null);
+          responses.set(device, response);
+        });
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+
+      expect([...responses.keys()]).to.deep.equal([5, 6, 7, 8, 9]);
+      expect(outcome(responses.get(7) as CheckResponseMessage), 'the failed call').to.deep.equal({ grpc: 7, http: 503 });
+      for (const device of [5, 6, 8, 9]) {
+        expect(setHeaders(responses.get(device) as CheckResponseMessage)['x-ddi-controller-id'], `device-${device}`).to.equal(`device-${device}`);
+      }
+      const error = log.records.find((record) => record.msg === 'Check failed; denying');
+      expect(error, 'logged failure').to.not.equal(undefined);
+      expect(JSON.stringify(error)).to.include('metrics failed for device-7');
+    });
+  });
+});
