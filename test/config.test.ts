@@ -95,7 +95,7 @@ describe('configuration loader', () => {
       { env: { GW_KEY: 'envkey456' } },
     );
     expect(config.tenants.T.config['authentication.gatewaytoken.key']).to.equal('envkey456');
-    expect(config.tenants.T.targets.d.securityToken).to.equal('filetoken123');
+    expect(config.tenants.T.targets.get('d')?.securityToken).to.equal('filetoken123');
   });
 
   it('masks the password of a mistyped Redis URL', () => {
@@ -122,7 +122,7 @@ describe('configuration loader', () => {
       lines.push(`      device-${i}: { securityToken: "${i.toString(16).padStart(32, '0')}" }`);
     }
     const config = parseConfig(lines.join('\n'), '/tmp/big.yaml');
-    expect(Object.keys(config.tenants.BIG.targets)).to.have.length(100_000);
+    expect(config.tenants.BIG.targets.size).to.equal(100_000);
   });
 });
 

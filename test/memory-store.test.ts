@@ -90,7 +90,7 @@ describe('validateControllerId length', function () {
 describe('configuration YAML schema', function () {
   it('keeps a date-like controller id as text', function () {
     const config = parseConfig('tenants:\n  DEFAULT:\n    targets:\n      2024-05-01: { securityToken: "abc" }\n', 'test configuration');
-    expect(Object.keys(config.tenants.DEFAULT.targets)).to.deep.equal(['2024-05-01']);
+    expect([...config.tenants.DEFAULT.targets.keys()]).to.deep.equal(['2024-05-01']);
   });
 
   it('applies merge keys', function () {

@@ -46,6 +46,8 @@ interface CertificateSource {
 export class CertificateAuthenticator implements Authenticator {
   readonly method = 'certificate' as const;
   readonly #trustedProxies: AddressSet;
+  /** Lower-case names of the headers only a trusted proxy may send, built once instead of on every Check. */
+  readonly #proxyOnlyHeaders: readonly string[];
   readonly #cache: CertificateCache;
   /**
    * Sources read from a whole XFCC value. Envoy writes the same value for a device on every
@@ -67,6 +69,10 @@ export class CertificateAuthenticator implements Authenticator {
     private readonly cacheEntries = 10_000,
   ) {
     this.#trustedProxies = new AddressSet(config.trustedProxies);
+    const { controllerIdHeader, authorityHeader } = config.proxyHeaders;
+    this.#proxyOnlyHeaders = [controllerIdHeader, authorityHeader, `${authorityHeader}-0`, `${authorityHeader}-1`, CLIENT_CERT_HEADER, CLIENT_CERT_CHAIN_HEADER].map((name) =>
+      name.toLowerCase(),
+    );
     this.#cache = new CertificateCache(cacheEntries);
     this.#xfccSources = new TextCache(cacheEntries);
   }
@@ -255,15 +261,12 @@ export class CertificateAuthenticator implements Authenticator {
 
   /** Returns whether the request carries any header that only a trusted proxy may send. */
   private carriesProxyHeaders(context: AuthContext): boolean {
-    const { controllerIdHeader, authorityHeader } = this.config.proxyHeaders;
-    return (
-      context.headers.has(controllerIdHeader) ||
-      context.headers.has(authorityHeader) ||
-      context.headers.has(`${authorityHeader}-0`) ||
-      context.headers.has(`${authorityHeader}-1`) ||
-      context.headers.has(CLIENT_CERT_HEADER) ||
-      context.headers.has(CLIENT_CERT_CHAIN_HEADER)
-    );
+    for (const name of this.#proxyOnlyHeaders) {
+      if (context.headers.has(name)) {
+        return true;
+      }
+    }
+    return false;
   }
 
   /** Returns whether a trusted proxy in front of Envoy sent the RFC 9440 `Client-Cert` header. */

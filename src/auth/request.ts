@@ -89,8 +89,9 @@ export class RequestHeaders {
   #get(name: string): string | string[] | undefined {
     const key = name.toLowerCase();
     if (this.#lowerCaseMap) {
-      // Own string values only: an inherited name such as `constructor` is no header.
-      return Object.hasOwn(this.#lowerCaseMap, key) ? this.#lowerCaseMap[key] : undefined;
+      // Header values are strings, so a name such as `constructor` that finds an inherited member is no header.
+      const value: unknown = this.#lowerCaseMap[key];
+      return typeof value === 'string' ? value : undefined;
     }
     return this.#values?.get(key);
   }

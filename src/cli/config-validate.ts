@@ -13,7 +13,7 @@ export async function configValidateCommand(args: string[], configFlag: string |
   try {
     const config = loadConfigFile(path, { env: io.env });
     const tenants = Object.values(config.tenants);
-    const targets = tenants.reduce((sum, tenant) => sum + Object.keys(tenant.targets).length, 0);
+    const targets = tenants.reduce((sum, tenant) => sum + tenant.targets.size, 0);
     const count = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`;
     io.out.write(`${config.source}: valid (${count(tenants.length, 'tenant')}, ${count(targets, 'target')}, store ${config.store.type})\n`);
     return EXIT_OK;

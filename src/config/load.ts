@@ -204,7 +204,7 @@ function readConfig(reader: ConfigReader, document: unknown, source: string): Se
   }
   if (config.tokenDigestKey) {
     for (const [tenant, entry] of Object.entries(config.tenants)) {
-      for (const [controllerId, target] of Object.entries(entry.targets)) {
+      for (const [controllerId, target] of entry.targets) {
         if (target.securityTokenSha256 !== undefined) {
           reader.fail(`tenants.${tenant}.targets.${controllerId}.securityTokenSha256`, 'cannot be used with tokenDigestKey, because stored digests are then HMAC-SHA-256; give securityToken instead');
         }
@@ -464,9 +464,9 @@ function readTenantConfig(reader: ConfigReader, value: unknown, key: string): Re
   return result;
 }
 
-function readTargets(reader: ConfigReader, value: unknown, key: string): Record<string, TargetEntry> {
+function readTargets(reader: ConfigReader, value: unknown, key: string): Map<string, TargetEntry> {
   const targets = reader.section(value, key, null);
-  const result: Record<string, TargetEntry> = {};
+  const result = new Map<string, TargetEntry>();
   for (const [controllerId, raw] of Object.entries(targets)) {
     const entryKey = `${key}.${controllerId}`;
     const idProblem = validateControllerId(controllerId);
@@ -496,7 +496,7 @@ function readTargets(reader: ConfigReader, value: unknown, key: string): Record<
     if (entry.securityToken !== undefined && entry.securityTokenSha256 !== undefined) {
       reader.fail(entryKey, 'set securityToken or securityTokenSha256, not both');
     }
-    result[controllerId] = entry;
+    result.set(controllerId, entry);
   }
   return result;
 }

@@ -89,7 +89,8 @@ export interface TargetEntry {
 export interface TenantEntry {
   /** hawkBit's tenant configuration keys, as hawkBit names them. */
   config: Record<string, string | boolean>;
-  targets: Record<string, TargetEntry>;
+  /** Targets by controller id, in file order. A Map, because an object with 100,000 keys was slow to fill and to list. */
+  targets: Map<string, TargetEntry>;
   /** Pinned CA certificates, one PEM block each. */
   caCertificates: string[];
   /** SHA-256 fingerprints of revoked device certificates, lower-case hex. */

@@ -24,13 +24,10 @@ export class MemoryStore implements TenantStore {
       );
 
       const targets = new Map<string, TargetCredentials>();
-      const controllerIds = Object.keys(entry.targets);
       // One buffer for the tenant's digests: a Buffer of its own per target costs start-up time and memory with many targets.
-      const digests = Buffer.allocUnsafe(controllerIds.length * DIGEST_BYTES);
-      for (let index = 0; index < controllerIds.length; index++) {
-        const controllerId = controllerIds[index];
-        const target = entry.targets[controllerId];
-        const slot = index * DIGEST_BYTES;
+      const digests = Buffer.allocUnsafe(entry.targets.size * DIGEST_BYTES);
+      let slot = 0;
+      for (const [controllerId, target] of entry.targets) {
         let securityTokenDigest: Buffer | undefined;
         if (target.securityToken) {
           digester.digestInto(target.securityToken, digests, slot);
@@ -40,6 +37,7 @@ export class MemoryStore implements TenantStore {
           securityTokenDigest = digests.subarray(slot, slot + DIGEST_BYTES);
         }
         targets.set(controllerId, { securityTokenDigest });
+        slot += DIGEST_BYTES;
       }
       this.#targets.set(key, targets);
     }
