@@ -2,6 +2,8 @@ import { expect } from 'chai';
 import type * as grpc from '@grpc/grpc-js';
 import { FailureLimiter } from '../src/auth/failure-limiter.js';
 import type { Decision } from '../src/auth/decision.js';
+import type { AuthPipeline } from '../src/auth/pipeline.js';
+import type { AuthRequest } from '../src/auth/request.js';
 import { parseConfig } from '../src/config/load.js';
 import { createCheckHandler } from '../src/envoy/check-handler.js';
 import type { CheckRequestMessage, CheckResponseMessage } from '../src/envoy/messages.js';
@@ -95,8 +97,13 @@ describe('Check batches', () => {
       await limiter.close();
     });
 
-    function handlerWith(metrics: Metrics): grpc.handleUnaryCall<CheckRequestMessage, CheckResponseMessage> {
+    /** A handler on the embedded store; with `waiting`, every decision comes as a promise, as a Redis lookup makes it. */
+    function handlerWith(metrics: Metrics, waiting = false): grpc.handleUnaryCall<CheckRequestMessage, CheckResponseMessage> {
       const runtime = createRuntime(config, new MemoryStore(config.tenants, digester), digester, metrics, limiter);
+      if (waiting) {
+        const { pipeline } = runtime;
+        runtime.pipeline = { decide: (request: AuthRequest) => Promise.resolve(pipeline.decide(request)) } as unknown as AuthPipeline;
+      }
       return createCheckHandler({ runtime: () => runtime, logger, metrics });
     }
 
@@ -134,6 +141,25 @@ describe('Check batches', () => {
       }
       const error = log.records.find((record) => record.msg === 'Check failed; denying');
       expect(error, 'logged failure').to.not.equal(undefined);
+      expect(JSON.stringify(error)).to.include('metrics failed for device-7');
+    });
+
+    it('denies a waiting call that fails', async () => {
+      log.lines.length = 0;
+      const handler = handlerWith(new FailingMetrics({ version: 'test', tenantLabel: false }), true);
+      const responses = await Promise.all(
+        [6, 7, 8].map(
+          (device) =>
+            new Promise<CheckResponseMessage | null | undefined>((resolve, reject) => {
+              handler(callOf(device), (error, response) => (error ? reject(error) : resolve(response)));
+            }),
+        ),
+      );
+
+      expect(outcome(responses[1] as CheckResponseMessage), 'the failed call').to.deep.equal({ grpc: 7, http: 503 });
+      expect(setHeaders(responses[0] as CheckResponseMessage)['x-ddi-controller-id']).to.equal('device-6');
+      expect(setHeaders(responses[2] as CheckResponseMessage)['x-ddi-controller-id']).to.equal('device-8');
+      const error = log.records.find((record) => record.msg === 'Check failed; denying');
       expect(JSON.stringify(error)).to.include('metrics failed for device-7');
     });
   });
