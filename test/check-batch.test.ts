@@ -97,7 +97,7 @@ describe('Check batches', () => {
       await limiter.close();
     });
 
-    /** A handler on the embedded store; with `waiting`, every decision comes as a promise, as a Redis lookup makes it. */
+    /** Returns a handler on the embedded store. With `waiting`, every decision arrives as a promise, as with a Redis lookup. */
     function handlerWith(metrics: Metrics, waiting = false): grpc.handleUnaryCall<CheckRequestMessage, CheckResponseMessage> {
       const runtime = createRuntime(config, new MemoryStore(config.tenants, digester), digester, metrics, limiter);
       if (waiting) {

@@ -48,16 +48,18 @@ interface QueuedCheck {
  * that arrived in one event-loop turn is decided, one after another, and then
  * all their responses are sent. Responding there instead of inside grpc-js's
  * read callback cut the CPU per call by about 20%, in the no-op server as
- * well. Deciding a whole
- * batch before sending any of it saved another 12%, likely because the
- * decision code and the sending code each stay in the CPU caches. Both figures
- * come from h2load runs of the `token-allow` benchmark on a 2-core VM. At low
- * load a batch contains one call and waits only for the rest of the current
- * event-loop turn.
+ * well. Deciding a whole batch before sending any of it saved another 12%,
+ * likely because the decision code and the sending code each stay in the CPU
+ * caches. Both figures come from h2load runs of the `token-allow` benchmark on
+ * a 2-core VM. At low load a batch contains one call and waits only for the
+ * rest of the current event-loop turn.
  */
 export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUnaryCall<CheckRequestMessage, CheckResponseMessage> {
   const { logger, metrics } = options;
   const decisionLog = new DecisionLog(logger);
+
+  /** Returns the 503 deny sent when a Check fails in a way its steps did not catch. */
+  const failedResponse = (runtime: CheckRuntime): CheckResponseMessage => runtime.responses.build(deny('internal_error'), new RequestHeaders());
 
   /**
    * Logs and counts a decision and builds its response. `startedMs` is the `performance.now()` of the call's start.
@@ -75,38 +77,42 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
       return audit && decision.kind === 'deny' ? responses.buildAuditPass(headers) : responses.build(decision, headers);
     } catch (error) {
       logger.error({ err: error, requestId: request?.requestId }, 'failed to build the Check response; denying');
-      return responses.build(deny('internal_error'), new RequestHeaders());
+      return failedResponse(runtime);
+    }
+  };
+
+  const send = (check: QueuedCheck, response: CheckResponseMessage, requestId?: string): void => {
+    try {
+      check.callback(null, response);
+    } catch (error) {
+      logger.error({ err: error, requestId }, 'failed to send a Check response');
     }
   };
 
   /**
-   * Decides one queued Check. A decision that is ready at once goes into
-   * `ready` as a callback and its response, to be sent with the rest of the
-   * batch. A decision that waits on a lookup is sent when it settles or when
-   * its deadline passes.
+   * Decides one queued Check and returns its response, or undefined when the
+   * decision waits on a lookup. Such a decision is sent when it settles or
+   * when its deadline passes.
    */
-  const decide = (check: QueuedCheck, ready: unknown[]): void => {
-    const { call, callback, runtime, startedMs } = check;
+  const decide = (check: QueuedCheck): CheckResponseMessage | undefined => {
+    const { call, runtime, startedMs } = check;
     let request: AuthRequest;
     let result: MaybePromise<Decision>;
     try {
       request = toAuthRequest(call.request);
     } catch (error) {
       logger.error({ err: error }, 'failed to read the CheckRequest; denying');
-      ready.push(callback, responseFor(runtime, undefined, deny('internal_error'), startedMs));
-      return;
+      return responseFor(runtime, undefined, deny('internal_error'), startedMs);
     }
     try {
       result = runtime.pipeline.decide(request);
     } catch (error) {
       logger.error({ err: error, requestId: request.requestId }, 'Check failed; denying');
-      ready.push(callback, responseFor(runtime, request, deny('internal_error'), startedMs));
-      return;
+      return responseFor(runtime, request, deny('internal_error'), startedMs);
     }
     // Most decisions need no lookup that waits, so they need no deadline either.
     if (!(result instanceof Promise)) {
-      ready.push(callback, responseFor(runtime, request, result, startedMs));
-      return;
+      return responseFor(runtime, request, result, startedMs);
     }
 
     let settled = false;
@@ -129,6 +135,7 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
         settle(deny('internal_error'));
       },
     );
+    return undefined;
   };
 
   /**
@@ -142,13 +149,9 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
       response = responseFor(check.runtime, request, decision, check.startedMs);
     } catch (error) {
       logger.error({ err: error, requestId: request.requestId }, 'Check failed; denying');
-      response = check.runtime.responses.build(deny('internal_error'), new RequestHeaders());
+      response = failedResponse(check.runtime);
     }
-    try {
-      check.callback(null, response);
-    } catch (error) {
-      logger.error({ err: error, requestId: request.requestId }, 'failed to send a Check response');
-    }
+    send(check, response, request.requestId);
   };
 
   let pending: QueuedCheck[] = [];
@@ -156,23 +159,20 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
   const runBatch = (): void => {
     const batch = pending;
     pending = [];
-    // Callbacks and responses alternate, so that a batch allocates one array for all its responses.
-    const ready: unknown[] = [];
+    const responses: (CheckResponseMessage | undefined)[] = [];
     for (const check of batch) {
       try {
-        decide(check, ready);
+        responses.push(decide(check));
       } catch (error) {
         // A Check that fails outside the guarded steps, such as in the decision log, must not take the rest of the batch with it.
         logger.error({ err: error }, 'Check failed; denying');
-        ready.push(check.callback, check.runtime.responses.build(deny('internal_error'), new RequestHeaders()));
+        responses.push(failedResponse(check.runtime));
       }
     }
-    for (let index = 0; index < ready.length; index += 2) {
-      const callback = ready[index] as grpc.sendUnaryData<CheckResponseMessage>;
-      try {
-        callback(null, ready[index + 1] as CheckResponseMessage);
-      } catch (error) {
-        logger.error({ err: error }, 'failed to send a Check response');
+    for (let index = 0; index < batch.length; index++) {
+      const response = responses[index];
+      if (response !== undefined) {
+        send(batch[index], response);
       }
     }
   };
