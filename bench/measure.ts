@@ -3,9 +3,10 @@
  * server. It drives each first at saturation, then at one fixed rate that
  * both sustain, verifies the decisions, and collects CPU and memory figures.
  *
- * The two servers take turns in short rounds (service, no-op, service, ...)
- * rather than one long run each, so that other load on a shared machine
- * falls on both about equally.
+ * The two servers take turns in short rounds rather than one long run each,
+ * so that other load on a shared machine falls on both about equally. The
+ * order flips every round (service, no-op, no-op, service, ...), so neither
+ * server always runs first after a pause.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -59,6 +60,8 @@ export interface RunResult {
 export interface PhaseResult {
   /** Median over the rounds of successful calls per second. */
   throughput: number;
+  /** Successful calls per second of each round, in round order. */
+  throughputs: number[];
   /** Percentiles over the calls of all rounds, in milliseconds. */
   p50Ms: number;
   p99Ms: number;
@@ -209,7 +212,7 @@ async function runPhase(
 ): Promise<Map<string, PhaseResult>> {
   const runs = new Map<string, RunResult[]>(servers.map((target) => [target.name, []]));
   for (let round = 0; round < shape.rounds; round++) {
-    for (const target of servers) {
+    for (const target of round % 2 === 0 ? servers : [...servers].reverse()) {
       runs.get(target.name)!.push(await runOnce(target, bodyPath, shape, rate));
     }
   }
@@ -278,6 +281,7 @@ export function combine(runs: RunResult[]): PhaseResult {
   const calls = runs.reduce((sum, run) => sum + run.succeeded, 0);
   return {
     throughput: median(runs.map((run) => run.throughput)),
+    throughputs: runs.map((run) => run.throughput),
     p50Ms: percentile(durations, 0.5),
     p99Ms: percentile(durations, 0.99),
     p999Ms: percentile(durations, 0.999),
@@ -289,7 +293,21 @@ export function combine(runs: RunResult[]): PhaseResult {
   };
 }
 
-function median(values: number[]): number {
+/**
+ * Throughput of the service relative to the no-op server: the median of the
+ * ratios of the rounds, each of which ran the two servers back to back. A
+ * slow minute of a shared machine then lowers one round's pair together
+ * instead of one server's median. Phases with different round counts fall back
+ * to the ratio of the medians.
+ */
+export function throughputRatio(service: PhaseResult, noop: PhaseResult): number {
+  if (service.throughputs.length === 0 || service.throughputs.length !== noop.throughputs.length) {
+    return service.throughput / noop.throughput;
+  }
+  return median(service.throughputs.map((throughput, round) => throughput / noop.throughputs[round]));
+}
+
+export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
