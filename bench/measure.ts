@@ -294,11 +294,10 @@ export function combine(runs: RunResult[]): PhaseResult {
 }
 
 /**
- * Throughput of the service relative to the no-op server: the median of the
- * ratios of the rounds, each of which ran the two servers back to back. A
- * slow minute of a shared machine then lowers one round's pair together
- * instead of one server's median. Phases with different round counts fall back
- * to the ratio of the medians.
+ * Returns the service's throughput relative to the no-op server's: the median
+ * of the per-round ratios, because each round ran the two servers back to back
+ * and a slow minute of a shared machine then lowers both sides of one ratio.
+ * Phases with different round counts fall back to the ratio of the medians.
  */
 export function throughputRatio(service: PhaseResult, noop: PhaseResult): number {
   if (service.throughputs.length === 0 || service.throughputs.length !== noop.throughputs.length) {
