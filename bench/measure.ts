@@ -10,6 +10,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FLUSH_INTERVAL_MS } from '../src/observability/log-stream.js';
 import type { CheckRequestMessage, CheckResponseMessage } from '../src/envoy/messages.js';
 import { decisionMismatch, sendCheck } from './check-client.js';
 import type { BenchCertificates } from './certificates.js';
@@ -24,6 +26,8 @@ import { freeLoopbackPort } from './tools.js';
 const SPOT_CHECKS = 3;
 /** Calls sent to get the scenario's decision before the load; above the failure limiter's default per-target limit. */
 const CAPTURE_ATTEMPTS = 100;
+/** Time waited after the warm-up before the service's log offset is read, so that the warm-up's buffered lines are written first. */
+const LOG_SETTLE_MS = 5 * FLUSH_INTERVAL_MS;
 /** Tries of one load run when h2load ends abnormally. */
 const H2LOAD_ATTEMPTS = 2;
 
@@ -91,6 +95,8 @@ export interface ScenarioResult {
   noop?: ServerResult;
   /** Offered calls per second of the fixed-rate phase. */
   rate?: number;
+  /** Saturated throughput of the service relative to the no-op server (see throughputRatio). */
+  throughputRatio?: number;
   /** Method and count of the decision verification, for the report. */
   verification: string;
 }
@@ -148,10 +154,12 @@ export async function measureScenario(scenario: Scenario, context: MeasureContex
       servers.push({ name: 'no-op', server: noop, address: noopConfig.address });
     }
 
-    const logOffset = service.logSize();
     for (const target of servers) {
       await runOnce(target, bodyPath, { ...shape, durationSeconds: shape.warmupSeconds });
     }
+    // Decisions logged from here on are the measured load's, so the warm-up's calls cannot make up for missing lines.
+    await sleep(LOG_SETTLE_MS);
+    const logOffset = service.logSize();
     const saturated = await runPhase(servers, bodyPath, shape, undefined, log);
 
     let rate: number | undefined;
@@ -180,6 +188,7 @@ export async function measureScenario(scenario: Scenario, context: MeasureContex
       service: resultOf(servers[0]),
       noop: servers[1] ? resultOf(servers[1]) : undefined,
       rate,
+      throughputRatio: servers[1] ? throughputRatio(saturated.get('service')!, saturated.get('no-op')!) : undefined,
       verification,
     };
   } finally {
@@ -300,10 +309,21 @@ export function combine(runs: RunResult[]): PhaseResult {
  * Phases with different round counts fall back to the ratio of the medians.
  */
 export function throughputRatio(service: PhaseResult, noop: PhaseResult): number {
-  if (service.throughputs.length === 0 || service.throughputs.length !== noop.throughputs.length) {
-    return service.throughput / noop.throughput;
+  const ratios = roundRatios(service, noop);
+  return ratios === undefined || ratios.length === 0 ? safeRatio(service.throughput, noop.throughput) : median(ratios);
+}
+
+/** Returns service / no-op, or 0 when the no-op server completed no call, so that no target counts as met on a broken run. */
+function safeRatio(service: number, noop: number): number {
+  return noop > 0 && Number.isFinite(service) ? service / noop : 0;
+}
+
+/** Returns the per-round throughput ratios, or undefined when the phases have different round counts. */
+export function roundRatios(service: PhaseResult, noop: PhaseResult): number[] | undefined {
+  if (service.throughputs.length !== noop.throughputs.length) {
+    return undefined;
   }
-  return median(service.throughputs.map((throughput, round) => throughput / noop.throughputs[round]));
+  return service.throughputs.map((throughput, round) => safeRatio(throughput, noop.throughputs[round]));
 }
 
 export function median(values: number[]): number {

@@ -3,7 +3,7 @@
  * into docs/benchmarks.md as it is, followed by the targets and whether each
  * one was met in this run.
  */
-import { throughputRatio, type LoadShape, type PhaseResult, type ScenarioResult, type ServerResult } from './measure.js';
+import { roundRatios, throughputRatio, type LoadShape, type PhaseResult, type ScenarioResult, type ServerResult } from './measure.js';
 import type { SaturationStep } from './saturation.js';
 
 export interface RedisImportResult {
@@ -70,7 +70,7 @@ export function printReport(report: Report, log: (line: string) => void): void {
         return [
           result.scenario,
           throughputRatio(service.saturated, noop.saturated).toFixed(2),
-          service.saturated.throughputs.map((value, round) => (value / noop.saturated.throughputs[round]).toFixed(2)).join(' '),
+          roundRatios(service.saturated, noop.saturated)?.map((value) => value.toFixed(2)).join(' ') ?? '-',
           ratio((service.fixedRate as PhaseResult).p99Ms, (noop.fixedRate as PhaseResult).p99Ms),
           ratio(service.saturated.p99Ms, noop.saturated.p99Ms),
           ratio(service.saturated.cpuSecondsPer1k, noop.saturated.cpuSecondsPer1k),
