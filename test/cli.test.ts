@@ -1,7 +1,8 @@
 import { expect } from 'chai';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { BUNDLED_CONFIG } from '../src/cli/config-path.js';
 import { spawn } from 'node:child_process';
 import { CLI, runCli, runCliAsync, startServe, type ServeProcess } from './helpers/cli.js';
@@ -159,6 +160,86 @@ describe('command line', () => {
     });
   });
 });
+
+describe('npm start', function () {
+  this.timeout(60_000);
+
+  it('stops the service on SIGTERM to npm', async () => {
+    // A container runtime or process manager that runs `npm start` signals npm, which passes the signal to its child only.
+    const grpcPort = await freeLoopbackPort();
+    const httpPort = await freeLoopbackPort();
+    const dir = mkdtempSync(join(tmpdir(), 'npm-start-test-'));
+    const config = join(dir, 'config.yaml');
+    const text = readFileSync(BUNDLED_CONFIG, 'utf8').replace('127.0.0.1:9191', `127.0.0.1:${grpcPort}`).replace('127.0.0.1:9192', `127.0.0.1:${httpPort}`);
+    writeFileSync(config, text);
+
+    const root = fileURLToPath(new URL('../..', import.meta.url));
+    const child = spawn('npm', ['start', '--silent'], { cwd: root, env: { ...process.env, HAWKBIT_EXT_AUTHZ_CONFIG: config } });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const npmExited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    let processes: number[] = [];
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!output.includes('"msg":"service started"')) {
+        expect(Date.now(), output).to.be.lessThan(deadline);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect((await fetch(`http://127.0.0.1:${httpPort}/healthz`)).status).to.equal(200);
+      processes = descendants(child.pid as number);
+      child.kill('SIGTERM');
+      await npmExited;
+      const stopDeadline = Date.now() + 10_000;
+      while (processes.some(isRunning) && Date.now() < stopDeadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(processes.filter(isRunning), 'processes still running after SIGTERM to npm').to.deep.equal([]);
+      expect(output).to.include('"msg":"service stopped"');
+    } finally {
+      for (const pid of [child.pid as number, ...processes].filter(isRunning)) {
+        process.kill(pid, 'SIGKILL');
+      }
+    }
+  });
+});
+
+/** Returns the ids of every process below `pid`, read from /proc (Linux). */
+function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) {
+      continue;
+    }
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    // The parent id is the second field after the command name, which is in parentheses and may contain spaces.
+    const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    children.set(parent, [...(children.get(parent) ?? []), Number(entry)]);
+  }
+  const found: number[] = [];
+  const pending = [pid];
+  while (pending.length > 0) {
+    for (const child of children.get(pending.pop() as number) ?? []) {
+      found.push(child);
+      pending.push(child);
+    }
+  }
+  return found;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 describe('serve with worker processes', function () {
   this.timeout(60_000);
