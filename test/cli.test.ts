@@ -161,17 +161,22 @@ describe('command line', () => {
   });
 });
 
+/** Writes the bundled configuration with free loopback ports in place of its fixed ones, after the lines in `prefix`. */
+async function bundledConfigOnFreePorts(folderPrefix: string, prefix = ''): Promise<{ config: string; grpcPort: number; httpPort: number }> {
+  const grpcPort = await freeLoopbackPort();
+  const httpPort = await freeLoopbackPort();
+  const config = join(mkdtempSync(join(tmpdir(), folderPrefix)), 'config.yaml');
+  const text = readFileSync(BUNDLED_CONFIG, 'utf8').replace('127.0.0.1:9191', `127.0.0.1:${grpcPort}`).replace('127.0.0.1:9192', `127.0.0.1:${httpPort}`);
+  writeFileSync(config, `${prefix}${text}`);
+  return { config, grpcPort, httpPort };
+}
+
 describe('npm start', function () {
   this.timeout(60_000);
 
   it('stops the service on SIGTERM to npm', async () => {
     // A container runtime or process manager that runs `npm start` signals npm, which passes the signal to its child only.
-    const grpcPort = await freeLoopbackPort();
-    const httpPort = await freeLoopbackPort();
-    const dir = mkdtempSync(join(tmpdir(), 'npm-start-test-'));
-    const config = join(dir, 'config.yaml');
-    const text = readFileSync(BUNDLED_CONFIG, 'utf8').replace('127.0.0.1:9191', `127.0.0.1:${grpcPort}`).replace('127.0.0.1:9192', `127.0.0.1:${httpPort}`);
-    writeFileSync(config, text);
+    const { config, httpPort } = await bundledConfigOnFreePorts('npm-start-test-');
 
     const root = fileURLToPath(new URL('../..', import.meta.url));
     const child = spawn('npm', ['start', '--silent'], { cwd: root, env: { ...process.env, HAWKBIT_EXT_AUTHZ_CONFIG: config } });
@@ -232,6 +237,7 @@ function descendants(pid: number): number[] {
   return found;
 }
 
+/** Returns whether a process with this id still exists. */
 function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -246,12 +252,7 @@ describe('serve with worker processes', function () {
 
   it('answers Checks from every worker and stops on SIGTERM', async () => {
     // Workers share the listening sockets, so the ports must be fixed; port 0 would give each its own.
-    const grpcPort = await freeLoopbackPort();
-    const httpPort = await freeLoopbackPort();
-    const dir = mkdtempSync(join(tmpdir(), 'workers-test-'));
-    const config = join(dir, 'config.yaml');
-    const text = readFileSync(BUNDLED_CONFIG, 'utf8').replace('127.0.0.1:9191', `127.0.0.1:${grpcPort}`).replace('127.0.0.1:9192', `127.0.0.1:${httpPort}`);
-    writeFileSync(config, `workers: 2\n${text}`);
+    const { config, grpcPort, httpPort } = await bundledConfigOnFreePorts('workers-test-', 'workers: 2\n');
 
     const child = spawn(process.execPath, [CLI, '--config', config, 'serve'], { env: { ...process.env, HAWKBIT_EXT_AUTHZ_CONFIG: '' } });
     let output = '';
