@@ -326,7 +326,7 @@ export function roundRatios(service: PhaseResult, noop: PhaseResult): number[] |
   return service.throughputs.map((throughput, round) => safeRatio(throughput, noop.throughputs[round]));
 }
 
-export function median(values: number[]): number {
+function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;

@@ -3,7 +3,7 @@
  * into docs/benchmarks.md as it is, followed by the targets and whether each
  * one was met in this run.
  */
-import { roundRatios, throughputRatio, type LoadShape, type PhaseResult, type ScenarioResult, type ServerResult } from './measure.js';
+import { roundRatios, type LoadShape, type PhaseResult, type ScenarioResult, type ServerResult } from './measure.js';
 import type { SaturationStep } from './saturation.js';
 
 export interface RedisImportResult {
@@ -69,7 +69,7 @@ export function printReport(report: Report, log: (line: string) => void): void {
         const noop = result.noop as ServerResult;
         return [
           result.scenario,
-          throughputRatio(service.saturated, noop.saturated).toFixed(2),
+          (result.throughputRatio as number).toFixed(2),
           roundRatios(service.saturated, noop.saturated)?.map((value) => value.toFixed(2)).join(' ') ?? '-',
           ratio((service.fixedRate as PhaseResult).p99Ms, (noop.fixedRate as PhaseResult).p99Ms),
           ratio(service.saturated.p99Ms, noop.saturated.p99Ms),
@@ -140,7 +140,7 @@ function targetRows(results: ScenarioResult[]): string[][] {
     if (!result.noop) {
       continue;
     }
-    const throughput = throughputRatio(result.service.saturated, result.noop.saturated);
+    const throughput = result.throughputRatio as number;
     const p99Ratio = (result.service.fixedRate as PhaseResult).p99Ms / (result.noop.fixedRate as PhaseResult).p99Ms;
     if (result.kind === 'token' || result.kind === 'store') {
       rows.push(verdict(`${result.scenario}: throughput / no-op`, throughput, '>= 0.90', throughput >= 0.9));

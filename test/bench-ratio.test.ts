@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { combine, roundRatios, throughputRatio, type RunResult } from '../bench/measure.js';
 
-/** Returns one round's result with the given calls per second; the other fields do not enter the ratio. */
+/** Returns one round's result with the given calls per second. The other fields do not enter the ratio. */
 function round(throughput: number): RunResult {
   return {
     throughput,

@@ -1,8 +1,9 @@
 import { expect } from 'chai';
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { processTree } from '../bench/proc.js';
 import { BUNDLED_CONFIG } from '../src/cli/config-path.js';
 import { spawn } from 'node:child_process';
 import { CLI, runCli, runCliAsync, startServe, type ServeProcess } from './helpers/cli.js';
@@ -192,7 +193,8 @@ describe('npm start', function () {
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
       expect((await fetch(`http://127.0.0.1:${httpPort}/healthz`)).status).to.equal(200);
-      processes = descendants(child.pid as number);
+      // Every process below npm: the server, and without exec in the start script also the shell that started it.
+      processes = processTree(child.pid as number).slice(1);
       child.kill('SIGTERM');
       await npmExited;
       const stopDeadline = Date.now() + 10_000;
@@ -208,34 +210,6 @@ describe('npm start', function () {
     }
   });
 });
-
-/** Returns the ids of every process below `pid`, read from /proc (Linux). */
-function descendants(pid: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) {
-      continue;
-    }
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    // The parent id is the second field after the command name, which is in parentheses and may contain spaces.
-    const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    children.set(parent, [...(children.get(parent) ?? []), Number(entry)]);
-  }
-  const found: number[] = [];
-  const pending = [pid];
-  while (pending.length > 0) {
-    for (const child of children.get(pending.pop() as number) ?? []) {
-      found.push(child);
-      pending.push(child);
-    }
-  }
-  return found;
-}
 
 /** Returns whether a process with this id still exists. */
 function isRunning(pid: number): boolean {
