@@ -4,6 +4,7 @@ import { FailureLimiter } from '../src/auth/failure-limiter.js';
 import type { Decision } from '../src/auth/decision.js';
 import type { AuthPipeline } from '../src/auth/pipeline.js';
 import type { AuthRequest } from '../src/auth/request.js';
+import type { MaybePromise } from '../src/store/store.js';
 import { parseConfig } from '../src/config/load.js';
 import { createCheckHandler } from '../src/envoy/check-handler.js';
 import type { CheckRequestMessage, CheckResponseMessage } from '../src/envoy/messages.js';
@@ -79,7 +80,7 @@ describe('Check batches', () => {
     const digester = new TokenDigester(config.tokenDigestKey);
     let limiter: FailureLimiter;
 
-    /** Metrics that fail while counting one device's decision, as a fault outside the guarded steps. */
+    /** Metrics that fail while counting one device's decision, after its response went out. */
     class FailingMetrics extends Metrics {
       override recordDecision(decision: Decision, durationSeconds: number, audit: boolean): void {
         if (decision.controllerId === 'device-7') {
@@ -97,13 +98,22 @@ describe('Check batches', () => {
       await limiter.close();
     });
 
-    /** Returns a handler on the embedded store. With `waiting`, every decision arrives as a promise, as with a Redis lookup. */
-    function handlerWith(metrics: Metrics, waiting = false): grpc.handleUnaryCall<CheckRequestMessage, CheckResponseMessage> {
+    /**
+     * Returns a handler on the embedded store. With `waiting`, every decision arrives as a promise, as with a Redis lookup.
+     * With `failing`, deciding device-7 fails: it throws, or with `waiting` its promise rejects.
+     */
+    function handlerWith(metrics: Metrics, options: { waiting?: boolean; failing?: boolean } = {}): grpc.handleUnaryCall<CheckRequestMessage, CheckResponseMessage> {
       const runtime = createRuntime(config, new MemoryStore(config.tenants, digester), digester, metrics, limiter);
-      if (waiting) {
-        const { pipeline } = runtime;
-        runtime.pipeline = { decide: (request: AuthRequest) => Promise.resolve(pipeline.decide(request)) } as unknown as AuthPipeline;
-      }
+      const { pipeline } = runtime;
+      const decide = (request: AuthRequest): MaybePromise<Decision> => {
+        if (options.failing && request.path.endsWith('/device-7')) {
+          throw new Error('deciding device-7 failed');
+        }
+        return pipeline.decide(request);
+      };
+      runtime.pipeline = {
+        decide: options.waiting ? (request: AuthRequest) => new Promise((resolve) => resolve(decide(request))) : decide,
+      } as unknown as AuthPipeline;
       return createCheckHandler({ runtime: () => runtime, logger, metrics });
     }
 
@@ -124,7 +134,8 @@ describe('Check batches', () => {
     });
 
     it('sends the rest when one fails', async () => {
-      const handler = handlerWith(new FailingMetrics({ version: 'test', tenantLabel: false }));
+      log.lines.length = 0;
+      const handler = handlerWith(new Metrics({ version: 'test', tenantLabel: false }), { failing: true });
       const responses = new Map<number, CheckResponseMessage | null | undefined>();
       for (const device of [5, 6, 7, 8, 9]) {
         handler(callOf(device), (error, response) => {
@@ -140,13 +151,14 @@ describe('Check batches', () => {
         expect(setHeaders(responses.get(device) as CheckResponseMessage)['x-ddi-controller-id'], `device-${device}`).to.equal(`device-${device}`);
       }
       const error = log.records.find((record) => record.msg === 'Check failed; denying');
-      expect(error, 'logged failure').to.not.equal(undefined);
-      expect(JSON.stringify(error)).to.include('metrics failed for device-7');
+      expect(JSON.stringify(error)).to.include('deciding device-7 failed');
+      const results = log.records.filter((record) => record.msg === 'allow' || record.msg === 'deny').map((record) => record.reason ?? record.controllerId);
+      expect(results, 'decision lines').to.deep.equal(['device-5', 'device-6', 'internal_error', 'device-8', 'device-9']);
     });
 
     it('denies a waiting call that fails', async () => {
       log.lines.length = 0;
-      const handler = handlerWith(new FailingMetrics({ version: 'test', tenantLabel: false }), true);
+      const handler = handlerWith(new Metrics({ version: 'test', tenantLabel: false }), { waiting: true, failing: true });
       const responses = await Promise.all(
         [6, 7, 8].map(
           (device) =>
@@ -160,7 +172,39 @@ describe('Check batches', () => {
       expect(setHeaders(responses[0] as CheckResponseMessage)['x-ddi-controller-id']).to.equal('device-6');
       expect(setHeaders(responses[2] as CheckResponseMessage)['x-ddi-controller-id']).to.equal('device-8');
       const error = log.records.find((record) => record.msg === 'Check failed; denying');
-      expect(JSON.stringify(error)).to.include('metrics failed for device-7');
+      expect(JSON.stringify(error)).to.include('deciding device-7 failed');
     });
+
+    for (const waiting of [false, true]) {
+      it(`records decisions after sending${waiting ? ' a waiting one' : ''}`, async () => {
+        log.lines.length = 0;
+        const metrics = new FailingMetrics({ version: 'test', tenantLabel: false });
+        const handler = handlerWith(metrics, { waiting });
+        const linesAtSend: number[] = [];
+        const responses = await Promise.all(
+          [6, 7, 8].map(
+            (device) =>
+              new Promise<CheckResponseMessage | null | undefined>((resolve, reject) => {
+                handler(callOf(device), (error, response) => {
+                  linesAtSend.push(log.records.filter((record) => record.msg === 'allow').length);
+                  return error ? reject(error) : resolve(response);
+                });
+              }),
+          ),
+        );
+
+        expect(linesAtSend, 'decision lines written when each response went out').to.deep.equal(waiting ? [0, 1, 2] : [0, 0, 0]);
+        // A failure to count a decision comes after its response, so it leaves the response as decided.
+        for (const [index, device] of [6, 7, 8].entries()) {
+          expect(setHeaders(responses[index] as CheckResponseMessage)['x-ddi-controller-id'], `device-${device}`).to.equal(`device-${device}`);
+        }
+        const failure = log.records.find((record) => record.msg === 'failed to log or count a Check decision');
+        expect(JSON.stringify(failure)).to.include('metrics failed for device-7');
+        const allowed = log.records.filter((record) => record.msg === 'allow').map((record) => record.controllerId);
+        expect(allowed).to.deep.equal(['device-6', 'device-7', 'device-8']);
+        const { body } = await metrics.render();
+        expect(body).to.match(/decisions_total\{[^}]*result="allow"[^}]*\} 2\n/);
+      });
+    }
   });
 });

@@ -31,12 +31,16 @@ export interface CheckHandlerOptions {
   metrics?: Metrics;
 }
 
-/** A Check waiting for the batch it arrived in, with the runtime and the clock reading of its start. */
+/** A Check in the batch it arrived in, with the runtime and the clock reading of its start. */
 interface QueuedCheck {
   call: grpc.ServerUnaryCall<CheckRequestMessage, CheckResponseMessage>;
   callback: grpc.sendUnaryData<CheckResponseMessage>;
   runtime: CheckRuntime;
   startedMs: number;
+  /** Set once the request is read. */
+  request?: AuthRequest;
+  /** The decision its response carries, set when the response is built. */
+  decision?: Decision;
 }
 
 /**
@@ -52,7 +56,9 @@ interface QueuedCheck {
  * likely because the decision code and the sending code each stay in the CPU
  * caches. Both figures come from h2load runs of the `token-allow` benchmark on
  * a 2-core VM. At low load a batch contains one call and waits only for the
- * rest of the current event-loop turn.
+ * rest of the current event-loop turn. Decisions are logged and counted after
+ * the batch's responses are sent, so no response waits for that, and the
+ * logged duration covers the time until the response went out.
  */
 export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUnaryCall<CheckRequestMessage, CheckResponseMessage> {
   const { logger, metrics } = options;
@@ -62,22 +68,42 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
   const failedResponse = (runtime: CheckRuntime): CheckResponseMessage => runtime.responses.build(deny('internal_error'), new RequestHeaders());
 
   /**
-   * Logs and counts a decision and builds its response. `startedMs` is the `performance.now()` of the call's start.
-   * NOTE: the logged and counted duration ends here, so it leaves out the wait for the rest of the batch and the send.
+   * Builds the response to a Check's decision and keeps the decision on the
+   * Check, to be logged and counted once the response is out. A response that
+   * cannot be built becomes a 503 deny, and that is what gets logged.
    */
-  const responseFor = (runtime: CheckRuntime, request: AuthRequest | undefined, decision: Decision, startedMs: number): CheckResponseMessage => {
-    const durationSeconds = (performance.now() - startedMs) / 1000;
-    const audit = runtime.mode === 'audit';
-    decisionLog.write(decision.kind === 'allow' ? runtime.allowLevel : runtime.denyLevel, { requestId: request?.requestId ?? '', decision, durationSeconds, audit });
-    metrics?.recordDecision(decision, durationSeconds, audit);
+  const responseFor = (check: QueuedCheck, decision: Decision): CheckResponseMessage => {
+    const { runtime, request } = check;
     const headers = request?.headers ?? new RequestHeaders();
     const { responses } = runtime;
+    check.decision = decision;
     try {
       // Audit mode lets a would-be deny through without identity, still stripping client-sent identity headers.
-      return audit && decision.kind === 'deny' ? responses.buildAuditPass(headers) : responses.build(decision, headers);
+      return runtime.mode === 'audit' && decision.kind === 'deny' ? responses.buildAuditPass(headers) : responses.build(decision, headers);
     } catch (error) {
       logger.error({ err: error, requestId: request?.requestId }, 'failed to build the Check response; denying');
+      check.decision = deny('internal_error');
       return failedResponse(runtime);
+    }
+  };
+
+  /**
+   * Logs and counts the decision of a Check whose response went out. The
+   * duration runs from the call's arrival to here, so it includes the wait for
+   * the batch and the send. A failure here is logged and changes nothing else.
+   */
+  const record = (check: QueuedCheck): void => {
+    const { runtime, request, decision } = check;
+    if (decision === undefined) {
+      return;
+    }
+    try {
+      const durationSeconds = (performance.now() - check.startedMs) / 1000;
+      const audit = runtime.mode === 'audit';
+      decisionLog.write(decision.kind === 'allow' ? runtime.allowLevel : runtime.denyLevel, { requestId: request?.requestId ?? '', decision, durationSeconds, audit });
+      metrics?.recordDecision(decision, durationSeconds, audit);
+    } catch (error) {
+      logger.error({ err: error, requestId: request?.requestId }, 'failed to log or count a Check decision');
     }
   };
 
@@ -92,34 +118,36 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
   /**
    * Decides one queued Check and returns its response, or undefined when the
    * decision waits on a lookup. Such a decision is sent when it settles or
-   * when its deadline passes.
+   * when its deadline passes. A decision made here is kept on the Check, to be
+   * logged and counted once the batch's responses are out.
    */
   const decide = (check: QueuedCheck): CheckResponseMessage | undefined => {
-    const { call, runtime, startedMs } = check;
+    const { call, runtime } = check;
     let request: AuthRequest;
     let result: MaybePromise<Decision>;
     try {
       request = toAuthRequest(call.request);
     } catch (error) {
       logger.error({ err: error }, 'failed to read the CheckRequest; denying');
-      return responseFor(runtime, undefined, deny('internal_error'), startedMs);
+      return responseFor(check, deny('internal_error'));
     }
+    check.request = request;
     try {
       result = runtime.pipeline.decide(request);
     } catch (error) {
       logger.error({ err: error, requestId: request.requestId }, 'Check failed; denying');
-      return responseFor(runtime, request, deny('internal_error'), startedMs);
+      result = deny('internal_error');
     }
     // Most decisions need no lookup that waits, so they need no deadline either.
     if (!(result instanceof Promise)) {
-      return responseFor(runtime, request, result, startedMs);
+      return responseFor(check, result);
     }
 
     let settled = false;
     const settle = (decision: Decision): void => {
       if (!settled) {
         settled = true;
-        sendLater(check, request, decision);
+        sendLater(check, decision);
       }
     };
     const deadline = deadlines.add(Date.now() + remainingMs(call.getDeadline()), () => settle(deny('deadline_exceeded')));
@@ -138,20 +166,10 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
     return undefined;
   };
 
-  /**
-   * Sends a decision that settled after its batch. It runs from a promise or a
-   * timer, where a throw would end the process, so a failure to log or count
-   * the decision still sends a 503 deny.
-   */
-  const sendLater = (check: QueuedCheck, request: AuthRequest, decision: Decision): void => {
-    let response: CheckResponseMessage;
-    try {
-      response = responseFor(check.runtime, request, decision, check.startedMs);
-    } catch (error) {
-      logger.error({ err: error, requestId: request.requestId }, 'Check failed; denying');
-      response = failedResponse(check.runtime);
-    }
-    send(check, response, request.requestId);
+  /** Sends, logs and counts a decision that settled after its batch. It runs from a promise or a timer, where a throw would end the process. */
+  const sendLater = (check: QueuedCheck, decision: Decision): void => {
+    send(check, responseFor(check, decision), check.request?.requestId);
+    record(check);
   };
 
   let pending: QueuedCheck[] = [];
@@ -164,8 +182,9 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
       try {
         responses.push(decide(check));
       } catch (error) {
-        // A Check that fails outside the guarded steps, such as in the decision log, must not take the rest of the batch with it.
+        // A Check that fails outside the guarded steps must not take the rest of the batch with it.
         logger.error({ err: error }, 'Check failed; denying');
+        check.decision = deny('internal_error');
         responses.push(failedResponse(check.runtime));
       }
     }
@@ -175,13 +194,16 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
         send(batch[index], response);
       }
     }
+    for (const check of batch) {
+      record(check);
+    }
   };
 
   return (call, callback) => {
     if (pending.length === 0) {
       setImmediate(runBatch);
     }
-    pending.push({ call, callback, runtime: options.runtime(), startedMs: performance.now() });
+    pending.push({ call, callback, runtime: options.runtime(), startedMs: performance.now(), request: undefined, decision: undefined });
   };
 }
 
