@@ -1,12 +1,13 @@
 import { expect } from 'chai';
 import type * as grpc from '@grpc/grpc-js';
 import { FailureLimiter } from '../src/auth/failure-limiter.js';
-import type { Decision } from '../src/auth/decision.js';
+import { deny, type Decision } from '../src/auth/decision.js';
 import type { AuthPipeline } from '../src/auth/pipeline.js';
-import type { AuthRequest } from '../src/auth/request.js';
+import { RequestHeaders, type AuthRequest } from '../src/auth/request.js';
 import type { MaybePromise } from '../src/store/store.js';
 import { parseConfig } from '../src/config/load.js';
 import { createCheckHandler } from '../src/envoy/check-handler.js';
+import { INTERNAL_ERROR_RESPONSE, type CheckResponseBuilder } from '../src/envoy/check-response.js';
 import type { CheckRequestMessage, CheckResponseMessage } from '../src/envoy/messages.js';
 import { createLogger } from '../src/observability/logger.js';
 import { Metrics } from '../src/observability/metrics.js';
@@ -80,7 +81,7 @@ describe('Check batches', () => {
     const digester = new TokenDigester(config.tokenDigestKey);
     let limiter: FailureLimiter;
 
-    /** Metrics that fail while counting one device's decision, after its response went out. */
+    /** Metrics that fail while counting one device's decision, after its response was handed over. */
     class FailingMetrics extends Metrics {
       override recordDecision(decision: Decision, durationSeconds: number, audit: boolean): void {
         if (decision.controllerId === 'device-7') {
@@ -175,6 +176,42 @@ describe('Check batches', () => {
       expect(JSON.stringify(error)).to.include('deciding device-7 failed');
     });
 
+    it('denies every call when the builder fails', async () => {
+      log.lines.length = 0;
+      const metrics = new Metrics({ version: 'test', tenantLabel: false });
+      const runtime = createRuntime(config, new MemoryStore(config.tenants, digester), digester, metrics, limiter);
+      // The builder fails for the decision and for the 503 too, so only the handler's constant response is left.
+      runtime.responses = {
+        build: () => {
+          throw new Error('builder failed');
+        },
+        buildAuditPass: () => {
+          throw new Error('builder failed');
+        },
+      } as unknown as CheckResponseBuilder;
+      const handler = createCheckHandler({ runtime: () => runtime, logger, metrics });
+      const responses: (CheckResponseMessage | null | undefined)[] = [];
+      for (const device of [1, 2]) {
+        handler(callOf(device), (error, response) => {
+          expect(error).to.equal(null);
+          responses.push(response);
+        });
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+
+      expect(responses.map((response) => outcome(response as CheckResponseMessage))).to.deep.equal([
+        { grpc: 7, http: 503 },
+        { grpc: 7, http: 503 },
+      ]);
+      const reasons = log.records.filter((record) => record.msg === 'deny').map((record) => record.reason);
+      expect(reasons).to.deep.equal(['internal_error', 'internal_error']);
+    });
+
+    it("matches the builder's 503 deny", () => {
+      const runtime = createRuntime(config, new MemoryStore(config.tenants, digester), digester, undefined, limiter);
+      expect(runtime.responses.build(deny('internal_error'), new RequestHeaders())).to.deep.equal(INTERNAL_ERROR_RESPONSE);
+    });
+
     for (const waiting of [false, true]) {
       it(`records decisions after sending${waiting ? ' a waiting one' : ''}`, async () => {
         log.lines.length = 0;
@@ -193,7 +230,7 @@ describe('Check batches', () => {
           ),
         );
 
-        expect(linesAtSend, 'decision lines written when each response went out').to.deep.equal(waiting ? [0, 1, 2] : [0, 0, 0]);
+        expect(linesAtSend, 'decision lines written when each response was handed over').to.deep.equal(waiting ? [0, 1, 2] : [0, 0, 0]);
         // A failure to count a decision comes after its response, so it leaves the response as decided.
         for (const [index, device] of [6, 7, 8].entries()) {
           expect(setHeaders(responses[index] as CheckResponseMessage)['x-ddi-controller-id'], `device-${device}`).to.equal(`device-${device}`);

@@ -9,7 +9,7 @@ import { DecisionLog } from '../observability/decision-log.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { toAuthRequest } from './check-request.js';
-import type { CheckResponseBuilder } from './check-response.js';
+import { INTERNAL_ERROR_RESPONSE, type CheckResponseBuilder } from './check-response.js';
 import type { CheckRequestMessage, CheckResponseMessage } from './messages.js';
 
 /** Upper bound on one decision when Envoy sends no deadline, in milliseconds. */
@@ -57,20 +57,18 @@ interface QueuedCheck {
  * caches. Both figures come from h2load runs of the `token-allow` benchmark on
  * a 2-core VM. At low load a batch contains one call and waits only for the
  * rest of the current event-loop turn. Decisions are logged and counted after
- * the batch's responses are sent, so no response waits for that, and the
- * logged duration covers the time until the response went out.
+ * the batch's responses are handed to grpc-js, so the logged duration covers
+ * the wait for the batch and the hand-over. The bytes reach the socket only
+ * after this turn's JavaScript returns, logging included.
  */
 export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUnaryCall<CheckRequestMessage, CheckResponseMessage> {
   const { logger, metrics } = options;
   const decisionLog = new DecisionLog(logger);
 
-  /** Returns the 503 deny sent when a Check fails in a way its steps did not catch. */
-  const failedResponse = (runtime: CheckRuntime): CheckResponseMessage => runtime.responses.build(deny('internal_error'), new RequestHeaders());
-
   /**
    * Builds the response to a Check's decision and keeps the decision on the
-   * Check, to be logged and counted once the response is out. A response that
-   * cannot be built becomes a 503 deny, and that is what gets logged.
+   * Check, to be logged and counted once the response is handed over. A
+   * response that cannot be built becomes a 503 deny, and that is what gets logged.
    */
   const responseFor = (check: QueuedCheck, decision: Decision): CheckResponseMessage => {
     const { runtime, request } = check;
@@ -83,27 +81,31 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
     } catch (error) {
       logger.error({ err: error, requestId: request?.requestId }, 'failed to build the Check response; denying');
       check.decision = deny('internal_error');
-      return failedResponse(runtime);
+      return INTERNAL_ERROR_RESPONSE;
     }
   };
 
   /**
-   * Logs and counts the decision of a Check whose response went out. The
-   * duration runs from the call's arrival to here, so it includes the wait for
-   * the batch and the send. A failure here is logged and changes nothing else.
+   * Logs and counts the decision of a Check whose response was handed to
+   * grpc-js at `sentMs` (a `performance.now()` reading). A failure here is
+   * reported on stderr when the logger itself fails, and changes nothing else.
    */
-  const record = (check: QueuedCheck): void => {
+  const record = (check: QueuedCheck, sentMs: number): void => {
     const { runtime, request, decision } = check;
     if (decision === undefined) {
       return;
     }
     try {
-      const durationSeconds = (performance.now() - check.startedMs) / 1000;
+      const durationSeconds = (sentMs - check.startedMs) / 1000;
       const audit = runtime.mode === 'audit';
       decisionLog.write(decision.kind === 'allow' ? runtime.allowLevel : runtime.denyLevel, { requestId: request?.requestId ?? '', decision, durationSeconds, audit });
       metrics?.recordDecision(decision, durationSeconds, audit);
     } catch (error) {
-      logger.error({ err: error, requestId: request?.requestId }, 'failed to log or count a Check decision');
+      try {
+        logger.error({ err: error, requestId: request?.requestId }, 'failed to log or count a Check decision');
+      } catch {
+        process.stderr.write('hawkbit-ext-authz: failed to log or count a Check decision, and the logger failed too\n');
+      }
     }
   };
 
@@ -119,7 +121,7 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
    * Decides one queued Check and returns its response, or undefined when the
    * decision waits on a lookup. Such a decision is sent when it settles or
    * when its deadline passes. A decision made here is kept on the Check, to be
-   * logged and counted once the batch's responses are out.
+   * logged and counted once the batch's responses are handed over.
    */
   const decide = (check: QueuedCheck): CheckResponseMessage | undefined => {
     const { call, runtime } = check;
@@ -166,10 +168,10 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
     return undefined;
   };
 
-  /** Sends, logs and counts a decision that settled after its batch. It runs from a promise or a timer, where a throw would end the process. */
+  /** Sends, logs and counts a decision that settled after its batch. It runs from a promise or a timer, where a throw would end the process, so none of its steps throws. */
   const sendLater = (check: QueuedCheck, decision: Decision): void => {
     send(check, responseFor(check, decision), check.request?.requestId);
-    record(check);
+    record(check, performance.now());
   };
 
   let pending: QueuedCheck[] = [];
@@ -185,7 +187,7 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
         // A Check that fails outside the guarded steps must not take the rest of the batch with it.
         logger.error({ err: error }, 'Check failed; denying');
         check.decision = deny('internal_error');
-        responses.push(failedResponse(check.runtime));
+        responses.push(INTERNAL_ERROR_RESPONSE);
       }
     }
     for (let index = 0; index < batch.length; index++) {
@@ -194,8 +196,10 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
         send(batch[index], response);
       }
     }
+    // One clock reading for the batch: each duration then ends when the batch's responses were all handed over.
+    const sentMs = performance.now();
     for (const check of batch) {
-      record(check);
+      record(check, sentMs);
     }
   };
 

@@ -132,6 +132,12 @@ export class CheckResponseBuilder {
   }
 }
 
+/** The 503 deny for a Check that failed in a way its steps did not catch. It is a constant, so no builder code runs when it is needed. */
+export const INTERNAL_ERROR_RESPONSE: CheckResponseMessage = Object.freeze({
+  status: Object.freeze({ code: GRPC_PERMISSION_DENIED }),
+  denied_response: Object.freeze({ status: Object.freeze({ code: 503 }), headers: Object.freeze([]) as unknown as HeaderValueOptionMessage[], body: '' }),
+});
+
 /** `append: false` overwrites in every Envoy version; some ignore `append_action`. Shared, because nothing writes to it. */
 const APPEND_FALSE = Object.freeze({ value: false });
 
