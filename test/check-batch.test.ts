@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import type * as grpc from '@grpc/grpc-js';
+import type { DestinationStream } from 'pino';
 import { FailureLimiter } from '../src/auth/failure-limiter.js';
 import { deny, type Decision } from '../src/auth/decision.js';
 import type { AuthPipeline } from '../src/auth/pipeline.js';
@@ -174,6 +175,36 @@ describe('Check batches', () => {
       expect(setHeaders(responses[2] as CheckResponseMessage)['x-ddi-controller-id']).to.equal('device-8');
       const error = log.records.find((record) => record.msg === 'Check failed; denying');
       expect(JSON.stringify(error)).to.include('deciding device-7 failed');
+    });
+
+    it('counts a decision whose line fails', async () => {
+      const lines: string[] = [];
+      // A destination that rejects the decision line of device-7 and keeps every other line.
+      const destination = {
+        write(line: string): boolean {
+          if (line.includes('"controllerId":"device-7"')) {
+            throw new Error('log destination failed');
+          }
+          lines.push(line);
+          return true;
+        },
+      };
+      const failingLogger = createLogger('info', destination as unknown as DestinationStream);
+      const metrics = new Metrics({ version: 'test', tenantLabel: false });
+      const runtime = createRuntime(config, new MemoryStore(config.tenants, digester), digester, metrics, limiter);
+      const handler = createCheckHandler({ runtime: () => runtime, logger: failingLogger, metrics });
+      const responses: (CheckResponseMessage | null | undefined)[] = [];
+      for (const device of [6, 7, 8]) {
+        handler(callOf(device), (_error, response) => responses.push(response));
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+
+      expect(responses.map((response) => setHeaders(response as CheckResponseMessage)['x-ddi-controller-id'])).to.deep.equal(['device-6', 'device-7', 'device-8']);
+      const records = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+      expect(records.filter((record) => record.msg === 'allow').map((record) => record.controllerId)).to.deep.equal(['device-6', 'device-8']);
+      expect(JSON.stringify(records.find((record) => record.msg === 'failed to log or count a Check decision'))).to.include('log destination failed');
+      const { body } = await metrics.render();
+      expect(body, 'the failed line is still counted').to.match(/decisions_total\{[^}]*result="allow"[^}]*\} 3\n/);
     });
 
     it('denies every call when the builder fails', async () => {

@@ -85,27 +85,36 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
     }
   };
 
+  /** Logs a failure to log or count a decision, or writes it to stderr when the logger fails too. */
+  const reportRecordFailure = (error: unknown, requestId: string | undefined): void => {
+    try {
+      logger.error({ err: error, requestId }, 'failed to log or count a Check decision');
+    } catch {
+      process.stderr.write('hawkbit-ext-authz: failed to log or count a Check decision, and the logger failed too\n');
+    }
+  };
+
   /**
    * Logs and counts the decision of a Check whose response was handed to
-   * grpc-js at `sentMs` (a `performance.now()` reading). A failure here is
-   * reported on stderr when the logger itself fails, and changes nothing else.
+   * grpc-js at `sentMs` (a `performance.now()` reading). A failure in either
+   * step is reported and changes nothing else.
    */
   const record = (check: QueuedCheck, sentMs: number): void => {
     const { runtime, request, decision } = check;
     if (decision === undefined) {
       return;
     }
+    const durationSeconds = (sentMs - check.startedMs) / 1000;
+    const audit = runtime.mode === 'audit';
     try {
-      const durationSeconds = (sentMs - check.startedMs) / 1000;
-      const audit = runtime.mode === 'audit';
       decisionLog.write(decision.kind === 'allow' ? runtime.allowLevel : runtime.denyLevel, { requestId: request?.requestId ?? '', decision, durationSeconds, audit });
+    } catch (error) {
+      reportRecordFailure(error, request?.requestId);
+    }
+    try {
       metrics?.recordDecision(decision, durationSeconds, audit);
     } catch (error) {
-      try {
-        logger.error({ err: error, requestId: request?.requestId }, 'failed to log or count a Check decision');
-      } catch {
-        process.stderr.write('hawkbit-ext-authz: failed to log or count a Check decision, and the logger failed too\n');
-      }
+      reportRecordFailure(error, request?.requestId);
     }
   };
 
