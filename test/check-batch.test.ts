@@ -7,7 +7,7 @@ import type { AuthPipeline } from '../src/auth/pipeline.js';
 import { RequestHeaders, type AuthRequest } from '../src/auth/request.js';
 import type { MaybePromise } from '../src/store/store.js';
 import { parseConfig } from '../src/config/load.js';
-import { createCheckHandler } from '../src/envoy/check-handler.js';
+import { createCheckHandler, type CheckRuntime } from '../src/envoy/check-handler.js';
 import { INTERNAL_ERROR_RESPONSE, type CheckResponseBuilder } from '../src/envoy/check-response.js';
 import type { CheckRequestMessage, CheckResponseMessage } from '../src/envoy/messages.js';
 import { createLogger } from '../src/observability/logger.js';
@@ -100,12 +100,17 @@ describe('Check batches', () => {
       await limiter.close();
     });
 
+    /** Returns the runtime of the test configuration on the embedded store. */
+    function runtimeWith(metrics: Metrics | undefined): CheckRuntime {
+      return createRuntime(config, new MemoryStore(config.tenants, digester), digester, metrics, limiter);
+    }
+
     /**
      * Returns a handler on the embedded store. With `waiting`, every decision arrives as a promise, as with a Redis lookup.
      * With `failing`, deciding device-7 fails: it throws, or with `waiting` its promise rejects.
      */
     function handlerWith(metrics: Metrics, options: { waiting?: boolean; failing?: boolean } = {}): grpc.handleUnaryCall<CheckRequestMessage, CheckResponseMessage> {
-      const runtime = createRuntime(config, new MemoryStore(config.tenants, digester), digester, metrics, limiter);
+      const runtime = runtimeWith(metrics);
       const { pipeline } = runtime;
       const decide = (request: AuthRequest): MaybePromise<Decision> => {
         if (options.failing && request.path.endsWith('/device-7')) {
@@ -191,7 +196,7 @@ describe('Check batches', () => {
       };
       const failingLogger = createLogger('info', destination as unknown as DestinationStream);
       const metrics = new Metrics({ version: 'test', tenantLabel: false });
-      const runtime = createRuntime(config, new MemoryStore(config.tenants, digester), digester, metrics, limiter);
+      const runtime = runtimeWith(metrics);
       const handler = createCheckHandler({ runtime: () => runtime, logger: failingLogger, metrics });
       const responses: (CheckResponseMessage | null | undefined)[] = [];
       for (const device of [6, 7, 8]) {
@@ -210,7 +215,7 @@ describe('Check batches', () => {
     it('denies every call when the builder fails', async () => {
       log.lines.length = 0;
       const metrics = new Metrics({ version: 'test', tenantLabel: false });
-      const runtime = createRuntime(config, new MemoryStore(config.tenants, digester), digester, metrics, limiter);
+      const runtime = runtimeWith(metrics);
       // The builder fails for the decision and for the 503 too, so only the handler's constant response is left.
       runtime.responses = {
         build: () => {
@@ -238,8 +243,8 @@ describe('Check batches', () => {
       expect(reasons).to.deep.equal(['internal_error', 'internal_error']);
     });
 
-    it("matches the builder's 503 deny", () => {
-      const runtime = createRuntime(config, new MemoryStore(config.tenants, digester), digester, undefined, limiter);
+    it('equals the builder 503 deny', () => {
+      const runtime = runtimeWith(undefined);
       expect(runtime.responses.build(deny('internal_error'), new RequestHeaders())).to.deep.equal(INTERNAL_ERROR_RESPONSE);
     });
 

@@ -37,10 +37,10 @@ interface QueuedCheck {
   callback: grpc.sendUnaryData<CheckResponseMessage>;
   runtime: CheckRuntime;
   startedMs: number;
-  /** Set once the request is read. */
-  request?: AuthRequest;
-  /** The decision its response carries, set when the response is built. */
-  decision?: Decision;
+  /** The request as the pipeline reads it, once read. */
+  request: AuthRequest | undefined;
+  /** The decision that the response carries, once the response is built. */
+  decision: Decision | undefined;
 }
 
 /**
@@ -177,7 +177,11 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
     return undefined;
   };
 
-  /** Sends, logs and counts a decision that settled after its batch. It runs from a promise or a timer, where a throw would end the process, so none of its steps throws. */
+  /**
+   * Sends, logs and counts a decision that settled after its batch. It runs
+   * from a promise or a timer, where a throw would end the process, so each of
+   * its steps catches its own failures.
+   */
   const sendLater = (check: QueuedCheck, decision: Decision): void => {
     send(check, responseFor(check, decision), check.request?.requestId);
     record(check, performance.now());
@@ -205,7 +209,7 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
         send(batch[index], response);
       }
     }
-    // One clock reading for the batch: each duration then ends when the batch's responses were all handed over.
+    // One clock reading for the batch, so each duration ends when all of the batch's responses were handed over.
     const sentMs = performance.now();
     for (const check of batch) {
       record(check, sentMs);

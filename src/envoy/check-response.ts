@@ -132,10 +132,18 @@ export class CheckResponseBuilder {
   }
 }
 
-/** The 503 deny for a Check that failed in a way its steps did not catch. It is a constant, so no builder code runs when it is needed. */
+/**
+ * The 503 deny for a Check that failed in a way its steps did not catch. It is
+ * a constant, so no builder code runs when it is needed, and frozen, because
+ * every such Check shares it.
+ */
 export const INTERNAL_ERROR_RESPONSE: CheckResponseMessage = Object.freeze({
   status: Object.freeze({ code: GRPC_PERMISSION_DENIED }),
-  denied_response: Object.freeze({ status: Object.freeze({ code: 503 }), headers: Object.freeze([]) as unknown as HeaderValueOptionMessage[], body: '' }),
+  denied_response: Object.freeze({
+    status: Object.freeze({ code: 503 }),
+    headers: Object.freeze([]) as unknown as HeaderValueOptionMessage[],
+    body: '',
+  }),
 });
 
 /** `append: false` overwrites in every Envoy version; some ignore `append_action`. Shared, because nothing writes to it. */

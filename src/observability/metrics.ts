@@ -58,7 +58,7 @@ export class Metrics {
     });
     this.#duration = new DurationHistogram(
       `${PREFIX}check_duration_seconds`,
-      'Time from receiving a Check to handing its response to the gRPC library, in seconds.',
+      'Time from receiving a Check until the responses of its batch were handed to the gRPC library, in seconds.',
       [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     );
     this.registry.registerMetric(this.#duration as unknown as Metric);
