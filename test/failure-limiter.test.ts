@@ -693,6 +693,24 @@ tenants:
     expect(outcome(await withToken('device-04', TOKEN, '192.0.2.160')).grpc).to.equal(0);
   });
 
+  it('counts wrong tokens behind failures that do not count', async () => {
+    // Each header makes the certificate method fail first, for a reason the limiter does not count.
+    const cases: [Record<string, string>, string][] = [
+      [{ 'x-forwarded-client-cert': 'Hash=00ff' }, 'xfcc_untrusted'],
+      [{ 'x-controller-id': 'device-01', 'x-authority': 'abcd1234' }, 'proxy_untrusted'],
+    ];
+    for (const [index, [headers, reason]] of cases.entries()) {
+      const guesser = `192.0.2.${210 + index}`;
+      for (let i = 0; i < 5; i++) {
+        const response = await service.check(envoyRequest(path(`hidden-${index}-${i}`), { authorization: 'TargetToken wrong-guess', ...headers }, { source: guesser }));
+        expect(outcome(response).http).to.equal(401);
+        expect(lastDecision().reason).to.equal(reason);
+      }
+      const limited = await service.check(envoyRequest(path('device-02'), { authorization: `TargetToken ${TOKEN}`, ...headers }, { source: guesser }));
+      expect(outcome(limited).http, JSON.stringify(headers)).to.equal(429);
+    }
+  });
+
   it('limits unknown tenants like known ones', async () => {
     const guesser = '192.0.2.88';
     for (let i = 0; i < 5; i++) {

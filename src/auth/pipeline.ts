@@ -1,7 +1,7 @@
 import type { Authenticator, AuthContext, MethodResult } from './authenticator.js';
 import { parseAuthorization, type AuthorizationHeader } from './authorization-header.js';
 import { deny, type Decision, type DenyDecision, type DenyReason } from './decision.js';
-import { TOKEN_METHOD_BY_SCHEME, type Attempt, type FailureLimiter } from './failure-limiter.js';
+import { COUNTED_FAILURES, TOKEN_METHOD_BY_SCHEME, type Attempt, type FailureLimiter } from './failure-limiter.js';
 import type { AuthRequest } from './request.js';
 import { parseDdiPath } from '../ddi/path.js';
 import { StoreUnavailableError, whenSettled, type MaybePromise, type TenantStore } from '../store/store.js';
@@ -13,6 +13,12 @@ interface MethodRun {
   attempt: Attempt;
   identity: { tenant: string; controllerId: string };
   firstFailure: DenyDecision | undefined;
+  /**
+   * The first failure that the limiter counts. It differs from `firstFailure`
+   * when an earlier method failed for a reason that does not count, such as
+   * untrusted certificate headers ahead of a wrong token.
+   */
+  countedFailure: DenyDecision | undefined;
   limitChecked: boolean;
 }
 
@@ -22,7 +28,8 @@ interface MethodRun {
  * success wins. Every path out of here is a decision: a failure to decide is
  * a 503 deny, never an allow. With a failure limiter, a token attempt over
  * its limit is denied with 429 before any token is compared, and every
- * decision after the path check is counted.
+ * decision after the path check is counted. A deny is counted by the first
+ * failure that the limiter counts, which need not be the failure that names it.
  */
 export class AuthPipeline {
   constructor(
@@ -71,7 +78,7 @@ export class AuthPipeline {
           return this.counted(attempt, limited ?? deny('unknown_tenant', known));
         }
         const context: AuthContext = { request, headers: request.headers, target, tenant, store: this.store, authorization };
-        const run: MethodRun = { context, attempt, identity: { tenant: tenant.name, controllerId: target.controllerId }, firstFailure: undefined, limitChecked: false };
+        const run: MethodRun = { context, attempt, identity: { tenant: tenant.name, controllerId: target.controllerId }, firstFailure: undefined, countedFailure: undefined, limitChecked: false };
         return this.#tryMethods(run, 0);
       }),
     );
@@ -108,7 +115,10 @@ export class AuthPipeline {
         return decision;
       }
     }
-    return this.counted(attempt, run.firstFailure ?? deny(this.noCredentialReason(context), identity));
+    const decision = run.firstFailure ?? deny(this.noCredentialReason(context), identity);
+    // The failure that names the deny may not count, but a wrong token behind it must, or extra headers would hide guesses.
+    this.limiter?.record(attempt, run.countedFailure ?? decision);
+    return decision;
   }
 
   /** Continues with the method after `index` once an asynchronous method has settled. */
@@ -122,8 +132,15 @@ export class AuthPipeline {
     if (result.outcome === 'success') {
       return this.counted(run.attempt, { kind: 'allow', tenant: run.identity.tenant, controllerId: run.identity.controllerId, method });
     }
-    if (result.outcome === 'failure' && !run.firstFailure) {
-      run.firstFailure = deny(result.reason, { tenant: run.identity.tenant, controllerId: run.identity.controllerId, method });
+    if (result.outcome === 'failure') {
+      const counts = COUNTED_FAILURES.has(result.reason);
+      if (!run.firstFailure || (counts && !run.countedFailure)) {
+        const failure = deny(result.reason, { tenant: run.identity.tenant, controllerId: run.identity.controllerId, method });
+        run.firstFailure ??= failure;
+        if (counts) {
+          run.countedFailure ??= failure;
+        }
+      }
     }
     return undefined;
   }
