@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { deny, httpStatusFor, type Decision, type DenyReason } from '../src/auth/decision.js';
+import { deny, httpStatusFor, type Decision, type DenyDecision, type DenyReason } from '../src/auth/decision.js';
 import {
   COUNTED_FAILURES,
   FailureLimiter,
@@ -48,7 +48,7 @@ class FakeClock {
 }
 
 const attempt = (source: string | undefined, controllerId = 'device-01', tenantKey = 'DEFAULT'): Attempt => ({ source, tenantKey, controllerId });
-const failure = (reason: DenyReason = 'token_mismatch', method: 'target-token' | 'gateway-token' = 'target-token'): Decision =>
+const failure = (reason: DenyReason = 'token_mismatch', method: 'target-token' | 'gateway-token' = 'target-token'): DenyDecision =>
   deny(reason, { tenant: 'DEFAULT', controllerId: 'device-01', method });
 const allow = (method: 'certificate' | 'target-token' | 'gateway-token' = 'target-token'): Decision => ({ kind: 'allow', tenant: 'DEFAULT', controllerId: 'device-01', method });
 
@@ -166,7 +166,8 @@ describe('failure limiter rules', () => {
         }
         expect(limiter.check(attempt(source, 'id-new'), 'target-token'), source).to.equal(undefined);
       }
-      expect(limiter.trackedKeys.counters).to.equal(20);
+      // One counter per id, and one per id and exempt source.
+      expect(limiter.trackedKeys.counters).to.equal(20 + 3 * 20);
     });
 
     it('skips a request without a source address', () => {
@@ -246,6 +247,22 @@ describe('failure limiter rules', () => {
       expect(limiter.check(attempt('198.51.100.5'), 'target-token')?.scope).to.equal('source');
     });
 
+    it('limits a known exempt source by its own failures', () => {
+      const nat = '203.0.113.50';
+      const limiter = create(limits({ exemptSources: [nat] }));
+      limiter.record(attempt(nat), allow());
+      for (let i = 0; i < 10; i++) {
+        limiter.record(attempt(`192.0.2.${i + 1}`), failure());
+      }
+      expect(limiter.check(attempt(nat), 'target-token')).to.equal(undefined);
+
+      for (let i = 0; i < 3; i++) {
+        limiter.record(attempt(nat), failure());
+      }
+      expect(limiter.check(attempt(nat), 'target-token')?.scope).to.equal('target');
+      expect(limiter.check(attempt(nat, 'device-02'), 'target-token')).to.equal(undefined);
+    });
+
     it('keeps tenants apart', () => {
       const limiter = create();
       for (let i = 0; i < 3; i++) {
@@ -253,6 +270,38 @@ describe('failure limiter rules', () => {
       }
       expect(limiter.check(attempt('192.0.2.99', 'device-01', 'ACME'), 'target-token')?.scope).to.equal('target');
       expect(limiter.check(attempt('192.0.2.99', 'device-01', 'DEFAULT'), 'target-token')).to.equal(undefined);
+    });
+  });
+
+  describe('denies with several failures', () => {
+    const certificateFailure = deny('cn_mismatch', { tenant: 'DEFAULT', controllerId: 'device-01', method: 'certificate' });
+    const uncounted = deny('xfcc_untrusted', { tenant: 'DEFAULT', controllerId: 'device-01', method: 'certificate' });
+
+    it('count each counter they name', () => {
+      const limiter = create();
+      for (let i = 0; i < 3; i++) {
+        limiter.record(attempt(`192.0.2.${i + 1}`), certificateFailure, [certificateFailure, failure('token_mismatch', 'gateway-token')]);
+      }
+      expect(limiter.check(attempt('192.0.2.99', 'device-09'), 'gateway-token')?.scope).to.equal('target');
+      expect(limiter.check(attempt('192.0.2.99'), 'target-token')?.scope).to.equal('target');
+    });
+
+    it('count the source once', () => {
+      const limiter = create(limits({ perTarget: { maxFailures: 1000, windowMs: MINUTE_MS } }));
+      for (let i = 0; i < 4; i++) {
+        limiter.record(attempt('192.0.2.7', `id-${i}`), certificateFailure, [certificateFailure, failure()]);
+      }
+      expect(limiter.check(attempt('192.0.2.7', 'id-new'), 'target-token')).to.equal(undefined);
+      limiter.record(attempt('192.0.2.7', 'id-5'), failure());
+      expect(limiter.check(attempt('192.0.2.7', 'id-new'), 'target-token')?.scope).to.equal('source');
+    });
+
+    it('count nothing without a counted failure', () => {
+      const limiter = create();
+      for (let i = 0; i < 5; i++) {
+        limiter.record(attempt('192.0.2.8'), uncounted, [uncounted]);
+      }
+      expect(limiter.trackedKeys.counters).to.equal(0);
     });
   });
 
@@ -601,7 +650,15 @@ tenants:
       device-03: { securityToken: "${TOKEN}" }
       device-04: { securityToken: "${TOKEN}" }
       device-05: { securityToken: "${TOKEN}" }
+      proxied-01: { securityToken: "${TOKEN}" }
+      proxied-02: { securityToken: "${TOKEN}" }
       cert-device: {}
+  OTHER:
+    config:
+      authentication.gatewaytoken.enabled: true
+      authentication.gatewaytoken.key: "${GATEWAY_KEY}"
+      authentication.header.enabled: true
+      authentication.header.authority: "${pki.opensslIssuerHash(device)}"
 `);
   });
 
@@ -709,6 +766,31 @@ tenants:
       const limited = await service.check(envoyRequest(path('device-02'), { authorization: `TargetToken ${TOKEN}`, ...headers }, { source: guesser }));
       expect(outcome(limited).http, JSON.stringify(headers)).to.equal(429);
     }
+  });
+
+  it('limits guesses through the trusted proxy', async () => {
+    expect(outcome(await withToken('proxied-01', TOKEN, PROXY_ADDRESS)).grpc).to.equal(0);
+    expect(outcome(await withToken('proxied-02', TOKEN, PROXY_ADDRESS)).grpc).to.equal(0);
+    for (let i = 0; i < 3; i++) {
+      expect(outcome(await withToken('proxied-01', `wrong-guess-${i}`, PROXY_ADDRESS)).http).to.equal(401);
+    }
+
+    // The proxy's address is shared, so its own failures limit the id there, and only that id.
+    expect(outcome(await withToken('proxied-01', 'wrong-guess-3', PROXY_ADDRESS)).http).to.equal(429);
+    expect(outcome(await withToken('proxied-02', TOKEN, PROXY_ADDRESS))).to.deep.equal({ grpc: 0, http: 200 });
+  });
+
+  it('counts gateway guesses behind a certificate for another id', async () => {
+    const certificate = encodePemLikeEnvoy(device.pem);
+    const otherPath = (controllerId: string) => `/OTHER/controller/v1/${controllerId}`;
+    for (let i = 0; i < 3; i++) {
+      const response = await service.check(envoyRequest(otherPath(`gw-target-${i}`), { authorization: `GatewayToken wrong-${i}` }, { source: `192.0.2.${170 + i}`, certificate }));
+      expect(outcome(response).http).to.equal(401);
+      expect(lastDecision().reason).to.equal('cn_mismatch');
+    }
+
+    const next = await service.check(envoyRequest(otherPath('gw-target-9'), { authorization: 'GatewayToken wrong-9' }, { source: '192.0.2.179' }));
+    expect(outcome(next).http).to.equal(429);
   });
 
   it('limits unknown tenants like known ones', async () => {

@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import type { RateLimitConfig } from '../config/schema.js';
 import { AddressSet, normalizeIp } from '../net/cidr.js';
 import type { Logger } from '../observability/logger.js';
-import type { Decision, DenyReason } from './decision.js';
+import type { Decision, DenyDecision, DenyReason } from './decision.js';
 
 /**
  * Limits failed authentication attempts per source address and per
@@ -236,22 +236,25 @@ export class FailureLimiter {
     const now = this.#clock();
     let until = 0;
     let scope: Rejection['scope'] = 'source';
+    const exempt = attempt.source !== undefined && this.#exempt.has(attempt.source);
 
-    if (attempt.source !== undefined && !this.#exempt.has(attempt.source)) {
+    if (attempt.source !== undefined && !exempt) {
       until = this.#limitedUntil(sourceKey(attempt.source), this.#config.perSource.windowMs, this.#config.perSource.maxFailures, now);
     }
 
     const target = targetKey(attempt, method === 'gateway-token');
-    const targetUntil = this.#limitedUntil(target, this.#config.perTarget.windowMs, this.#config.perTarget.maxFailures, now);
-    if (targetUntil > now && !this.#isKnownSource(target, attempt.source, now)) {
-      if (this.#shared !== undefined && this.#knownReads.size < this.#config.maxTrackedKeys) {
-        // Another replica may have seen this source authenticate; read it in the next exchange.
-        this.#knownReads.add(target);
-      }
-      if (targetUntil > until) {
-        until = targetUntil;
-        scope = 'target';
-      }
+    const { windowMs, maxFailures } = this.#config.perTarget;
+    let targetUntil = this.#limitedUntil(target, windowMs, maxFailures, now);
+    if (targetUntil > now && this.#isKnownSource(target, attempt.source, now)) {
+      // A known source passes a limited target, unless it is a shared exempt address whose own failures for it reached the limit.
+      targetUntil = exempt ? this.#limitedUntil(exemptPairKey(target, attempt.source!), windowMs, maxFailures, now) : 0;
+    } else if (targetUntil > now && this.#shared !== undefined && this.#knownReads.size < this.#config.maxTrackedKeys) {
+      // Another replica may have seen this source authenticate; read it in the next exchange.
+      this.#knownReads.add(target);
+    }
+    if (targetUntil > until) {
+      until = targetUntil;
+      scope = 'target';
     }
 
     if (until <= now) {
@@ -261,28 +264,47 @@ export class FailureLimiter {
   }
 
   /**
-   * Counts a decision. A deny with a reason in COUNTED_FAILURES adds a failure
-   * to the source's and the target's counter, and an allow remembers the
-   * source for the target. Gateway-token decisions use the tenant's gateway
-   * counter instead of the controller id's.
+   * Counts a decision. An allow remembers the source for the target. A deny
+   * counts the failures in `failures` whose reason is in COUNTED_FAILURES (by
+   * default the deny itself): one failure for the source, and one for each
+   * counter that they name. Gateway-token failures use the tenant's gateway
+   * counter, the others the controller id's. From an exempt source, the
+   * failures are also counted for that source and counter together.
    */
-  record(attempt: Attempt, decision: Decision): void {
+  record(attempt: Attempt, decision: Decision, failures: readonly DenyDecision[] = decision.kind === 'deny' ? [decision] : []): void {
     if (!this.#config.enabled) {
       return;
     }
-    const gateway = decision.method === 'gateway-token';
     if (decision.kind === 'allow') {
-      this.#recordSuccess(targetKey(attempt, gateway), attempt.source);
+      this.#recordSuccess(targetKey(attempt, decision.method === 'gateway-token'), attempt.source);
       return;
     }
-    if (!COUNTED_FAILURES.has(decision.reason)) {
+    let target = false;
+    let gateway = false;
+    for (const failure of failures) {
+      if (COUNTED_FAILURES.has(failure.reason)) {
+        if (failure.method === 'gateway-token') {
+          gateway = true;
+        } else {
+          target = true;
+        }
+      }
+    }
+    if (!target && !gateway) {
       return;
     }
     const now = this.#clock();
-    if (attempt.source !== undefined && !this.#exempt.has(attempt.source)) {
+    const exempt = attempt.source !== undefined && this.#exempt.has(attempt.source);
+    if (attempt.source !== undefined && !exempt) {
       this.#countFailure(sourceKey(attempt.source), this.#config.perSource.windowMs, now);
     }
-    this.#countFailure(targetKey(attempt, gateway), this.#config.perTarget.windowMs, now);
+    const counters = target && gateway ? [targetKey(attempt, false), targetKey(attempt, true)] : [targetKey(attempt, gateway)];
+    for (const counter of counters) {
+      this.#countFailure(counter, this.#config.perTarget.windowMs, now);
+      if (exempt) {
+        this.#countFailure(exemptPairKey(counter, attempt.source!), this.#config.perTarget.windowMs, now);
+      }
+    }
   }
 
   /** Drops counters whose windows have both ended and sources not seen within `knownSourceMs`; runs every SWEEP_INTERVAL_MS. */
@@ -520,7 +542,7 @@ export class FailureLimiter {
 
     const limitedTargets = new Set<string>();
     for (const counterKey of [...published, ...sharedLimits.keys()]) {
-      if (isSourceKey(counterKey)) {
+      if (isSourceKey(counterKey) || isExemptPairKey(counterKey)) {
         continue;
       }
       limitedTargets.add(counterKey);
@@ -643,6 +665,19 @@ function sourceKey(source: string): string {
 
 function isSourceKey(counterKey: string): boolean {
   return counterKey.startsWith('source:');
+}
+
+/**
+ * Counter key of the failures for one target or gateway key from one exempt
+ * source. An exempt address (a NAT or a proxy) is shared by many clients, so
+ * having authenticated from it proves nothing: its own failures still limit it.
+ */
+function exemptPairKey(targetCounter: string, source: string): string {
+  return `exempt:${sourceBucket(source)}|${targetCounter}`;
+}
+
+function isExemptPairKey(counterKey: string): boolean {
+  return counterKey.startsWith('exempt:');
 }
 
 /** Counter key of a controller id, or of the tenant's gateway token; the length prefix keeps every pair distinct. */

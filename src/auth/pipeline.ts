@@ -14,11 +14,11 @@ interface MethodRun {
   identity: { tenant: string; controllerId: string };
   firstFailure: DenyDecision | undefined;
   /**
-   * The first failure that the limiter counts. It differs from `firstFailure`
-   * when an earlier method failed for a reason that does not count, such as
-   * untrusted certificate headers ahead of a wrong token.
+   * Every failure that the limiter counts, in method order. The failure that
+   * names the deny may not be one of them, such as untrusted certificate
+   * headers ahead of a wrong token.
    */
-  countedFailure: DenyDecision | undefined;
+  countedFailures: DenyDecision[] | undefined;
   limitChecked: boolean;
 }
 
@@ -28,8 +28,8 @@ interface MethodRun {
  * success wins. Every path out of here is a decision: a failure to decide is
  * a 503 deny, never an allow. With a failure limiter, a token attempt over
  * its limit is denied with 429 before any token is compared, and every
- * decision after the path check is counted. A deny is counted by the first
- * failure that the limiter counts, which need not be the failure that names it.
+ * decision after the path check is counted. A deny is counted by every
+ * failure that the limiter counts, which need not include the failure that names it.
  */
 export class AuthPipeline {
   constructor(
@@ -78,7 +78,7 @@ export class AuthPipeline {
           return this.counted(attempt, limited ?? deny('unknown_tenant', known));
         }
         const context: AuthContext = { request, headers: request.headers, target, tenant, store: this.store, authorization };
-        const run: MethodRun = { context, attempt, identity: { tenant: tenant.name, controllerId: target.controllerId }, firstFailure: undefined, countedFailure: undefined, limitChecked: false };
+        const run: MethodRun = { context, attempt, identity: { tenant: tenant.name, controllerId: target.controllerId }, firstFailure: undefined, countedFailures: undefined, limitChecked: false };
         return this.#tryMethods(run, 0);
       }),
     );
@@ -116,8 +116,8 @@ export class AuthPipeline {
       }
     }
     const decision = run.firstFailure ?? deny(this.noCredentialReason(context), identity);
-    // The failure that names the deny may not count, but a wrong token behind it must, or extra headers would hide guesses.
-    this.limiter?.record(attempt, run.countedFailure ?? decision);
+    // Every counted failure goes to its own counter, or an extra credential ahead of a token would hide the token's guesses.
+    this.limiter?.record(attempt, decision, run.countedFailures ?? []);
     return decision;
   }
 
@@ -133,13 +133,10 @@ export class AuthPipeline {
       return this.counted(run.attempt, { kind: 'allow', tenant: run.identity.tenant, controllerId: run.identity.controllerId, method });
     }
     if (result.outcome === 'failure') {
-      const counts = COUNTED_FAILURES.has(result.reason);
-      if (!run.firstFailure || (counts && !run.countedFailure)) {
-        const failure = deny(result.reason, { tenant: run.identity.tenant, controllerId: run.identity.controllerId, method });
-        run.firstFailure ??= failure;
-        if (counts) {
-          run.countedFailure ??= failure;
-        }
+      const failure = deny(result.reason, { tenant: run.identity.tenant, controllerId: run.identity.controllerId, method });
+      run.firstFailure ??= failure;
+      if (COUNTED_FAILURES.has(result.reason)) {
+        (run.countedFailures ??= []).push(failure);
       }
     }
     return undefined;
