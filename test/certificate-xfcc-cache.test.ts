@@ -100,6 +100,7 @@ describe('certificate method with a repeated XFCC value', function () {
       tenant: settings,
       store: new MemoryStore({}, new TokenDigester()),
       authorization: parseAuthorization(headers),
+      compareAfterWait: (_method, compare) => compare(),
     };
     return authenticator.authenticate(context) as MethodResult;
   }

@@ -238,6 +238,23 @@ rateLimit:
     expect(outcome(await check(replicaB, 'device-03', TOKEN, deviceAddress))).to.deep.equal({ grpc: 0, http: 200 });
   });
 
+  it('limits guesses that arrive together', async () => {
+    // A new tenant, so that no lookup of these Checks is cached and each one waits for Redis.
+    const dir = mkdtempSync(join(tmpdir(), 'redis-limiter-burst-'));
+    const configPath = join(dir, 'config.yaml');
+    writeFileSync(configPath, configText);
+    const admin = (args: string[]) => runCliAsync(['--config', configPath, ...args]);
+    expect((await admin(['tenant', 'set', 'BURST', 'authentication.targettoken.enabled=true'])).status).to.equal(0);
+    expect((await admin(['target', 'add', 'BURST', 'device-01', '--token', TOKEN])).status).to.equal(0);
+
+    const guesses = Array.from({ length: 40 }, (_, i) =>
+      replicaA.check(envoyRequest('/BURST/controller/v1/device-01', { authorization: `TargetToken guess-${i}` }, { source: '192.0.2.80' })),
+    );
+    const statuses = (await Promise.all(guesses)).map((response) => outcome(response).http);
+    expect(statuses.filter((status) => status === 401)).to.have.length(5);
+    expect(statuses.filter((status) => status === 429)).to.have.length(35);
+  });
+
   it('keeps counting locally while Redis is down', async () => {
     const deviceAddress = '198.51.100.30';
     const guesser = '192.0.2.30';

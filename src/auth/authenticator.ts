@@ -1,4 +1,4 @@
-import type { AuthMethod, DenyReason } from './decision.js';
+import type { AuthMethod, DenyDecision, DenyReason } from './decision.js';
 import type { DdiTarget } from '../ddi/path.js';
 import type { MaybePromise, TenantSettings, TenantStore } from '../store/store.js';
 import type { AuthorizationHeader } from './authorization-header.js';
@@ -10,7 +10,9 @@ export type MethodResult =
   /** The request carried this method's credential and it failed. */
   | { outcome: 'failure'; reason: DenyReason }
   /** The request carried no credential for this method. */
-  | { outcome: 'absent' };
+  | { outcome: 'absent' }
+  /** The failure limits rejected the attempt before its credential was compared. */
+  | { outcome: 'limited'; decision: DenyDecision };
 
 export interface AuthContext {
   request: AuthRequest;
@@ -20,6 +22,12 @@ export interface AuthContext {
   store: TenantStore;
   /** The request's `Authorization` header, parsed once for every method. */
   authorization: AuthorizationHeader;
+  /**
+   * Runs a token comparison that follows a lookup that waited. The failure
+   * limits are checked again first, and a failure is counted at once, because
+   * concurrent attempts all pass the first check before any lookup returns.
+   */
+  compareAfterWait(method: AuthMethod, compare: () => MethodResult): MethodResult;
 }
 
 /** One authentication method; the pipeline tries them in hawkBit's order and the first success wins. */

@@ -1,6 +1,6 @@
 import type { Authenticator, AuthContext, MethodResult } from './authenticator.js';
 import { parseAuthorization, type AuthorizationHeader } from './authorization-header.js';
-import { deny, type Decision, type DenyDecision, type DenyReason } from './decision.js';
+import { deny, type AuthMethod, type Decision, type DenyDecision, type DenyReason } from './decision.js';
 import { COUNTED_FAILURES, TOKEN_METHOD_BY_SCHEME, type Attempt, type FailureLimiter } from './failure-limiter.js';
 import type { AuthRequest } from './request.js';
 import { parseDdiPath } from '../ddi/path.js';
@@ -20,6 +20,8 @@ interface MethodRun {
    */
   countedFailures: DenyDecision[] | undefined;
   limitChecked: boolean;
+  /** Whether the limiter has counted this run's failures already, right after a comparison that waited. */
+  recorded: boolean;
 }
 
 /**
@@ -77,8 +79,10 @@ export class AuthPipeline {
           const limited = this.rejectOverLimit(attempt, authorization, { controllerId: target.controllerId });
           return this.counted(attempt, limited ?? deny('unknown_tenant', known));
         }
-        const context: AuthContext = { request, headers: request.headers, target, tenant, store: this.store, authorization };
-        const run: MethodRun = { context, attempt, identity: { tenant: tenant.name, controllerId: target.controllerId }, firstFailure: undefined, countedFailures: undefined, limitChecked: false };
+        const compareAfterWait = (method: AuthMethod, compare: () => MethodResult): MethodResult => this.#compareAfterWait(run, method, compare);
+        const context: AuthContext = { request, headers: request.headers, target, tenant, store: this.store, authorization, compareAfterWait };
+        const identity = { tenant: tenant.name, controllerId: target.controllerId };
+        const run: MethodRun = { context, attempt, identity, firstFailure: undefined, countedFailures: undefined, limitChecked: false, recorded: false };
         return this.#tryMethods(run, 0);
       }),
     );
@@ -87,7 +91,8 @@ export class AuthPipeline {
   /**
    * 3. Methods in order, from `index` on. The first failure names the deny
    * unless a later method succeeds. The certificate goes first and is never
-   * limited; a token attempt meets the limiter once, before any comparison.
+   * limited. A token attempt meets the limiter before any comparison, and
+   * again after a lookup that waited.
    */
   #tryMethods(run: MethodRun, index: number): MaybePromise<Decision> {
     const { context, attempt, identity } = run;
@@ -116,8 +121,10 @@ export class AuthPipeline {
       }
     }
     const decision = run.firstFailure ?? deny(this.noCredentialReason(context), identity);
-    // Every counted failure goes to its own counter, or an extra credential ahead of a token would hide the token's guesses.
-    this.limiter?.record(attempt, decision, run.countedFailures ?? []);
+    if (!run.recorded) {
+      // Every counted failure goes to its own counter, or an extra credential ahead of a token would hide the token's guesses.
+      this.limiter?.record(attempt, decision, run.countedFailures ?? []);
+    }
     return decision;
   }
 
@@ -129,17 +136,41 @@ export class AuthPipeline {
   /** Returns the allow of a successful method, or records its failure and returns undefined to go on. */
   #methodDecision(run: MethodRun, index: number, result: MethodResult): Decision | undefined {
     const method = this.authenticators[index].method;
+    if (result.outcome === 'limited') {
+      return result.decision;
+    }
     if (result.outcome === 'success') {
       return this.counted(run.attempt, { kind: 'allow', tenant: run.identity.tenant, controllerId: run.identity.controllerId, method });
     }
     if (result.outcome === 'failure') {
       const failure = deny(result.reason, { tenant: run.identity.tenant, controllerId: run.identity.controllerId, method });
       run.firstFailure ??= failure;
-      if (COUNTED_FAILURES.has(result.reason)) {
+      if (COUNTED_FAILURES.has(result.reason) && !run.recorded) {
         (run.countedFailures ??= []).push(failure);
       }
     }
     return undefined;
+  }
+
+  /**
+   * Checks the limits again before a token comparison that followed a lookup
+   * that waited, and counts its failure at once, so that the check of the next
+   * waiting attempt includes it. Counting before the run ends is safe here: the request
+   * has one Authorization scheme, so no method after a failed token can succeed.
+   */
+  #compareAfterWait(run: MethodRun, method: AuthMethod, compare: () => MethodResult): MethodResult {
+    const limited = this.rejectOverLimit(run.attempt, run.context.authorization, run.identity);
+    if (limited) {
+      return { outcome: 'limited', decision: limited };
+    }
+    const result = compare();
+    if (result.outcome === 'failure' && COUNTED_FAILURES.has(result.reason)) {
+      const failure = deny(result.reason, { ...run.identity, method });
+      const failures = [...(run.countedFailures ?? []), failure];
+      this.limiter?.record(run.attempt, failure, failures);
+      run.recorded = true;
+    }
+    return result;
   }
 
   /** Runs `step`, turning a store failure, thrown or rejected, into a 503 deny. */

@@ -1,6 +1,6 @@
 import type { Authenticator, AuthContext, MethodResult } from './authenticator.js';
 import type { AuthMethod, DenyReason } from './decision.js';
-import { whenSettled, type MaybePromise, type TenantSettings } from '../store/store.js';
+import type { MaybePromise, TenantSettings } from '../store/store.js';
 import type { TokenDigester } from '../store/token-digest.js';
 
 /** The stored digest to compare with, or the failure when there is none. */
@@ -51,7 +51,11 @@ export abstract class TokenAuthenticator implements Authenticator {
     }
 
     const credential = authorization.credential;
-    return whenSettled(this.storedDigest(context), (stored) => this.#compare(credential, stored));
+    const stored = this.storedDigest(context);
+    if (!(stored instanceof Promise)) {
+      return this.#compare(credential, stored);
+    }
+    return stored.then((settled) => context.compareAfterWait(this.method, () => this.#compare(credential, settled)));
   }
 
   #compare(credential: string, stored: StoredDigest): MethodResult {
