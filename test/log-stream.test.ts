@@ -4,11 +4,8 @@ import { once } from 'node:events';
 import { closeSync, existsSync, fstatSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LogStream, FLUSH_INTERVAL_MS } from '../src/observability/log-stream.js';
+import { LogStream, FLUSH_BYTES, FLUSH_INTERVAL_MS } from '../src/observability/log-stream.js';
 import { createLogger, logDestination } from '../src/observability/logger.js';
-
-/** Buffered bytes at which LogStream starts a write without waiting for the interval, copied from log-stream.ts because it is not exported. */
-const FLUSH_BYTES = 32 * 1024;
 
 let folder: string;
 let fileCount = 0;
@@ -159,8 +156,8 @@ describe('log files', () => {
       const pieces = ['a', 'Z', '0', ' ', '"', '\\', 'é', '€', '😀', '\u2028', '\ud800'];
       const lines: string[] = [];
       for (let index = 0; index < 200_000; index++) {
-        // Every 20,000th line is longer than one 64 KiB buffer, even as UTF-16 code units.
-        const length = index % 20_000 === 7 ? 65_536 + Math.floor(random() * 40_000) : Math.floor(random() * 200);
+        // Every 20,000th line needs a buffer of its own: 3 bytes per UTF-16 code unit exceed one 512 KiB buffer.
+        const length = index % 20_000 === 7 ? 180_000 + Math.floor(random() * 40_000) : Math.floor(random() * 200);
         let line = `${index}:`;
         for (let count = 0; count < length; count++) {
           line += pieces[Math.floor(random() * pieces.length)];
@@ -227,8 +224,8 @@ describe('log files', () => {
     it('flushSync writes everything synchronously', async () => {
       const { path, fd } = openLogFile();
       const stream = new LogStream(fd);
-      // Several 64 KiB buffers, so flushSync has to write more than one.
-      const lines = Array.from({ length: 3000 }, (_, index) => fixedSizeLine(index, 100));
+      // More than two 512 KiB buffers, so flushSync has to write more than one.
+      const lines = Array.from({ length: 12_000 }, (_, index) => fixedSizeLine(index, 100));
       const text = lines.join('');
 
       for (const line of lines) {
