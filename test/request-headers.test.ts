@@ -12,7 +12,7 @@ describe('RequestHeaders', () => {
     const map = { authorization: 'TargetToken abc', 'x-request-id': 'req-1' };
     const headers = RequestHeaders.ofLowerCaseMap(map);
     expect(headers.single('authorization')).to.equal('TargetToken abc');
-    expect(headers.first('X-Request-Id')).to.equal('req-1');
+    expect(headers.first('x-request-id')).to.equal('req-1');
     expect(headers.all('x-request-id')).to.deep.equal(['req-1']);
     expect(headers.has('authorization')).to.equal(true);
     expect([...headers.names()]).to.deep.equal(['authorization', 'x-request-id']);

@@ -48,6 +48,9 @@ export class CertificateAuthenticator implements Authenticator {
   readonly #trustedProxies: AddressSet;
   /** Lower-case names of the headers only a trusted proxy may send, built once instead of on every Check. */
   readonly #proxyOnlyHeaders: readonly string[];
+  /** `ddi.certificate.proxyHeaders` in lower case, as header lookups take them. */
+  readonly #proxyControllerIdHeader: string;
+  readonly #proxyAuthorityHeader: string;
   readonly #cache: CertificateCache;
   /**
    * Sources read from a whole XFCC value. Envoy writes the same value for a device on every
@@ -70,6 +73,8 @@ export class CertificateAuthenticator implements Authenticator {
   ) {
     this.#trustedProxies = new AddressSet(config.trustedProxies);
     const { controllerIdHeader, authorityHeader } = config.proxyHeaders;
+    this.#proxyControllerIdHeader = controllerIdHeader.toLowerCase();
+    this.#proxyAuthorityHeader = authorityHeader.toLowerCase();
     this.#proxyOnlyHeaders = [controllerIdHeader, authorityHeader, `${authorityHeader}-0`, `${authorityHeader}-1`, CLIENT_CERT_HEADER, CLIENT_CERT_CHAIN_HEADER].map((name) =>
       name.toLowerCase(),
     );
@@ -346,7 +351,7 @@ export class CertificateAuthenticator implements Authenticator {
   private proxyHeadersApply(context: AuthContext): boolean {
     return (
       this.#trustedProxies.size > 0 &&
-      context.headers.has(this.config.proxyHeaders.controllerIdHeader) &&
+      context.headers.has(this.#proxyControllerIdHeader) &&
       this.#trustedProxies.has(context.request.sourceAddress)
     );
   }
@@ -357,8 +362,7 @@ export class CertificateAuthenticator implements Authenticator {
    * one authority value must be trusted by the tenant.
    */
   private authenticateProxyHeaders(context: AuthContext): MethodResult {
-    const names = this.config.proxyHeaders;
-    const controllerId = context.headers.single(names.controllerIdHeader);
+    const controllerId = context.headers.single(this.#proxyControllerIdHeader);
     if (controllerId === null || controllerId === undefined) {
       return { outcome: 'failure', reason: 'proxy_headers_invalid' };
     }
@@ -366,7 +370,7 @@ export class CertificateAuthenticator implements Authenticator {
       return { outcome: 'failure', reason: 'cn_mismatch' };
     }
     const trusted = context.tenant.headerAuthority;
-    const offered = proxyAuthorities(context, names.authorityHeader);
+    const offered = proxyAuthorities(context, this.#proxyAuthorityHeader);
     if (offered.length === 0) {
       return { outcome: 'failure', reason: 'proxy_headers_invalid' };
     }
@@ -379,7 +383,7 @@ export class CertificateAuthenticator implements Authenticator {
 /**
  * Authority values from a trusted proxy: the bare header split like the
  * tenant list, or else the indexed `NAME-0`, `NAME-1`, ... (starting at 1 when
- * `-0` is absent) up to the first gap, as hawkBit reads them.
+ * `-0` is absent) up to the first gap, as hawkBit reads them. `header` is lower-case.
  */
 function proxyAuthorities(context: AuthContext, header: string): string[] {
   const bare = context.headers.all(header);
