@@ -9,6 +9,8 @@ import type { CheckResponseMessage } from '../src/envoy/messages.js';
 import { parseConfig } from '../src/config/load.js';
 import { createService } from '../src/service.js';
 import { createLogger, logDestination } from '../src/observability/logger.js';
+import { Metrics } from '../src/observability/metrics.js';
+import { deny, type Decision } from '../src/auth/decision.js';
 import { envoyRequest, outcome, startService, type RunningService } from './helpers/service.js';
 import { startServe, runCliAsync } from './helpers/cli.js';
 import { TestPki } from './helpers/pki.js';
@@ -88,6 +90,34 @@ tenants:
     expect(text).not.to.include('evil-controller-id');
     expect(text).not.to.include('ATTACKER');
     expect(text).not.to.include('device-01');
+  });
+
+  it('counts alternating label sets exactly', async () => {
+    const metrics = new Metrics({ version: 'test', tenantLabel: true });
+    const allow = (tenant: string): Decision => ({ kind: 'allow', tenant, controllerId: 'device-01', method: 'target-token' });
+    const mismatch = deny('token_mismatch', { tenant: 'ACME', controllerId: 'device-01', method: 'target-token' });
+    const sequence: [Decision, boolean][] = [
+      [allow('ACME'), false],
+      [allow('ACME'), false],
+      [allow('OTHER'), false],
+      [mismatch, false],
+      [allow('ACME'), false],
+      [allow('ACME'), true],
+      [mismatch, true],
+      [mismatch, false],
+    ];
+    for (const [decision, audit] of sequence) {
+      metrics.recordDecision(decision, 0.001, audit);
+    }
+
+    const text = (await metrics.render()).body;
+    const count = (labels: Record<string, string>) => sample(text, 'hawkbit_ext_authz_decisions_total', labels);
+    expect(count({ tenant: 'ACME', result: 'allow', mode: 'enforce' })).to.equal(3);
+    expect(count({ tenant: 'OTHER', result: 'allow', mode: 'enforce' })).to.equal(1);
+    expect(count({ tenant: 'ACME', result: 'allow', mode: 'audit' })).to.equal(1);
+    expect(count({ tenant: 'ACME', reason: 'token_mismatch', mode: 'enforce' })).to.equal(2);
+    expect(count({ tenant: 'ACME', reason: 'token_mismatch', mode: 'audit' })).to.equal(1);
+    expect(sample(text, 'hawkbit_ext_authz_check_duration_seconds_count', { result: 'allow' })).to.equal(5);
   });
 
   it('adds a tenant label only behind its option', async () => {

