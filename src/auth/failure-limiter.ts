@@ -236,25 +236,24 @@ export class FailureLimiter {
     const now = this.#clock();
     let until = 0;
     let scope: Rejection['scope'] = 'source';
-    const exempt = attempt.source !== undefined && this.#exempt.has(attempt.source);
 
-    if (attempt.source !== undefined && !exempt) {
+    if (attempt.source !== undefined && !this.#exempt.has(attempt.source)) {
       until = this.#limitedUntil(sourceKey(attempt.source), this.#config.perSource.windowMs, this.#config.perSource.maxFailures, now);
     }
 
     const target = targetKey(attempt, method === 'gateway-token');
-    const { windowMs, maxFailures } = this.#config.perTarget;
-    let targetUntil = this.#limitedUntil(target, windowMs, maxFailures, now);
-    if (targetUntil > now && this.#isKnownSource(target, attempt.source, now)) {
-      // A known source passes a limited target, unless it is a shared exempt address whose own failures for it reached the limit.
-      targetUntil = exempt ? this.#limitedUntil(exemptPairKey(target, attempt.source!), windowMs, maxFailures, now) : 0;
-    } else if (targetUntil > now && this.#shared !== undefined && this.#knownReads.size < this.#config.maxTrackedKeys) {
-      // Another replica may have seen this source authenticate; read it in the next exchange.
-      this.#knownReads.add(target);
-    }
-    if (targetUntil > until) {
-      until = targetUntil;
-      scope = 'target';
+    const targetUntil = this.#limitedUntil(target, this.#config.perTarget.windowMs, this.#config.perTarget.maxFailures, now);
+    // NOTE: a shared exempt address (a NAT, an outer proxy) that a device authenticated from passes a limited id for
+    // everyone behind it. Limiting it there would let anyone behind it lock the device out with a few wrong tokens.
+    if (targetUntil > now && !this.#isKnownSource(target, attempt.source, now)) {
+      if (this.#shared !== undefined && this.#knownReads.size < this.#config.maxTrackedKeys) {
+        // Another replica may have seen this source authenticate; read it in the next exchange.
+        this.#knownReads.add(target);
+      }
+      if (targetUntil > until) {
+        until = targetUntil;
+        scope = 'target';
+      }
     }
 
     if (until <= now) {
@@ -268,8 +267,7 @@ export class FailureLimiter {
    * counts the failures in `failures` whose reason is in COUNTED_FAILURES (by
    * default the deny itself): one failure for the source, and one for each
    * counter that they name. Gateway-token failures use the tenant's gateway
-   * counter, the others the controller id's. From an exempt source, the
-   * failures are also counted for that source and counter together.
+   * counter, the others the controller id's.
    */
   record(attempt: Attempt, decision: Decision, failures: readonly DenyDecision[] = decision.kind === 'deny' ? [decision] : []): void {
     if (!this.#config.enabled) {
@@ -294,16 +292,14 @@ export class FailureLimiter {
       return;
     }
     const now = this.#clock();
-    const exempt = attempt.source !== undefined && this.#exempt.has(attempt.source);
-    if (attempt.source !== undefined && !exempt) {
+    if (attempt.source !== undefined && !this.#exempt.has(attempt.source)) {
       this.#countFailure(sourceKey(attempt.source), this.#config.perSource.windowMs, now);
     }
-    const counters = target && gateway ? [targetKey(attempt, false), targetKey(attempt, true)] : [targetKey(attempt, gateway)];
-    for (const counter of counters) {
-      this.#countFailure(counter, this.#config.perTarget.windowMs, now);
-      if (exempt) {
-        this.#countFailure(exemptPairKey(counter, attempt.source!), this.#config.perTarget.windowMs, now);
-      }
+    if (target) {
+      this.#countFailure(targetKey(attempt, false), this.#config.perTarget.windowMs, now);
+    }
+    if (gateway) {
+      this.#countFailure(targetKey(attempt, true), this.#config.perTarget.windowMs, now);
     }
   }
 
@@ -542,7 +538,7 @@ export class FailureLimiter {
 
     const limitedTargets = new Set<string>();
     for (const counterKey of [...published, ...sharedLimits.keys()]) {
-      if (isSourceKey(counterKey) || isExemptPairKey(counterKey)) {
+      if (isSourceKey(counterKey)) {
         continue;
       }
       limitedTargets.add(counterKey);
@@ -665,19 +661,6 @@ function sourceKey(source: string): string {
 
 function isSourceKey(counterKey: string): boolean {
   return counterKey.startsWith('source:');
-}
-
-/**
- * Counter key of the failures for one target or gateway key from one exempt
- * source. An exempt address (a NAT or a proxy) is shared by many clients, so
- * having authenticated from it proves nothing: its own failures still limit it.
- */
-function exemptPairKey(targetCounter: string, source: string): string {
-  return `exempt:${sourceBucket(source)}|${targetCounter}`;
-}
-
-function isExemptPairKey(counterKey: string): boolean {
-  return counterKey.startsWith('exempt:');
 }
 
 /** Counter key of a controller id, or of the tenant's gateway token; the length prefix keeps every pair distinct. */
