@@ -55,6 +55,17 @@ describe('toAuthRequest headers', () => {
     expect(request.headerCount).to.equal(2);
   });
 
+  it('merges case variants after many names', () => {
+    // More distinct lower-case names than are remembered, so the later names are scanned.
+    for (let batch = 0; batch < 12; batch++) {
+      const headers = Object.fromEntries(Array.from({ length: 100 }, (_, index) => [`x-filler-${batch}-${index}`, 'v']));
+      expect(toAuthRequest(checkRequest({ path: '/T/controller/v1/d', headers })).headerCount).to.equal(100);
+    }
+    const request = toAuthRequest(checkRequest({ path: '/T/controller/v1/d', headers: { 'x-filler-0-1': 'v', AUTHORIZATION: 'TargetToken a', authorization: 'TargetToken b' } }));
+    expect(request.headers.all('authorization')).to.have.members(['TargetToken a', 'TargetToken b']);
+    expect(request.headers.single('authorization')).to.equal(null);
+  });
+
   it('counts map and raw headers', () => {
     const request = toAuthRequest(
       checkRequest({

@@ -23,6 +23,12 @@ export class CheckResponseBuilder {
   readonly #strippable: ReadonlySet<string>;
   /** Lower-case prefixes (`name-`) of indexed headers to strip. */
   readonly #strippablePrefixes: readonly string[];
+  /**
+   * Flags by character code below 128: 1 when a strippable name or prefix
+   * starts with that character, so that most request headers are passed over
+   * after one lookup. Every name that `removalList` reads is lower-case.
+   */
+  readonly #strippableFirstCharacters = new Uint8Array(128);
   /** Lower-case names the service sets on allow; never listed for removal. */
   readonly #setNames: ReadonlySet<string>;
   /** Lower-case names of the identity headers and of hawkBit's own headers, set on allow. */
@@ -60,6 +66,9 @@ export class CheckResponseBuilder {
     this.#strippablePrefixes = [
       ...new Set([...INDEXED_HAWKBIT_HEADERS, auth.authorityHeader, proxy.authorityHeader].map((name) => `${name.toLowerCase()}-`)),
     ];
+    for (const name of [...this.#strippable, ...this.#strippablePrefixes]) {
+      this.#strippableFirstCharacters[name.charCodeAt(0)] = 1;
+    }
   }
 
   build(decision: Decision, headers: RequestHeaders): CheckResponseMessage {
@@ -111,7 +120,12 @@ export class CheckResponseBuilder {
    */
   private removalList(headers: RequestHeaders, keepSetNames = true): string[] {
     const remove: string[] = [];
+    const firstCharacters = this.#strippableFirstCharacters;
     for (const name of headers.names()) {
+      // A code of 128 or more reads as undefined, so such a name goes on to the full check.
+      if (firstCharacters[name.charCodeAt(0)] === 0) {
+        continue;
+      }
       if (keepSetNames && this.#setNames.has(name)) {
         continue;
       }
