@@ -66,6 +66,8 @@ const KNOWN_SOURCE_TOUCH_MS = 1_000;
 /** Interval of the sweep that drops expired counters and known sources, in milliseconds. */
 const SWEEP_INTERVAL_MS = 60_000;
 
+const NO_FAILURES: readonly DenyDecision[] = Object.freeze([]);
+
 /** One authentication attempt, as the limiter keys it. */
 export interface Attempt {
   /** Source IP address (Envoy's `source.address`); undefined skips the per-source limit. */
@@ -269,7 +271,7 @@ export class FailureLimiter {
    * counter that they name. Gateway-token failures use the tenant's gateway
    * counter, the others the controller id's.
    */
-  record(attempt: Attempt, decision: Decision, failures: readonly DenyDecision[] = decision.kind === 'deny' ? [decision] : []): void {
+  record(attempt: Attempt, decision: Decision, failures: readonly DenyDecision[] = decision.kind === 'deny' ? [decision] : NO_FAILURES): void {
     if (!this.#config.enabled) {
       return;
     }
