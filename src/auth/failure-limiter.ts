@@ -3,7 +3,6 @@ import type { RateLimitConfig } from '../config/schema.js';
 import { AddressSet, normalizeIp } from '../net/cidr.js';
 import type { Logger } from '../observability/logger.js';
 import type { Decision, DenyDecision, DenyReason } from './decision.js';
-import type { RequestHeaders } from './request.js';
 
 /**
  * Limits failed authentication attempts per source address and per
@@ -170,8 +169,6 @@ interface KnownSource {
 export class FailureLimiter {
   #config: RateLimitConfig;
   #exempt: AddressSet;
-  /** `ddi.certificate.trustedProxies`, whose `X-Forwarded-For` names the client. */
-  #trustedProxies: AddressSet;
   readonly #clock: () => number;
   readonly #shared: FailureCountStore | undefined;
   readonly #logger: Logger | undefined;
@@ -202,7 +199,6 @@ export class FailureLimiter {
   constructor(config: RateLimitConfig, trustedProxies: readonly string[], options: FailureLimiterOptions = {}) {
     this.#config = config;
     this.#exempt = new AddressSet([...trustedProxies, ...config.exemptSources]);
-    this.#trustedProxies = new AddressSet(trustedProxies);
     this.#clock = options.clock ?? Date.now;
     this.#shared = options.shared;
     this.#logger = options.logger?.child({ component: 'failure-limiter' });
@@ -216,38 +212,12 @@ export class FailureLimiter {
     const intervalChanged = config.syncIntervalMs !== this.#config.syncIntervalMs;
     this.#config = config;
     this.#exempt = new AddressSet([...trustedProxies, ...config.exemptSources]);
-    this.#trustedProxies = new AddressSet(trustedProxies);
     trim(this.#counters, config.maxTrackedKeys);
     trim(this.#known, config.maxTrackedKeys);
     if (intervalChanged) {
       clearInterval(this.#timer);
       this.#startTimer();
     }
-  }
-
-  /**
-   * Returns the address that a request's attempts count under. For a request
-   * from a trusted proxy, that is the client address the proxy added to
-   * `X-Forwarded-For`, the rightmost entry that is not a trusted proxy. Envoy
-   * appends the proxy's own address after it, and a client can only add
-   * entries further left. Without such an entry, or when it is not an IP
-   * address, the proxy's address is kept.
-   */
-  sourceOf(sourceAddress: string | undefined, headers: RequestHeaders): string | undefined {
-    if (sourceAddress === undefined || this.#trustedProxies.size === 0 || !this.#trustedProxies.has(sourceAddress)) {
-      return sourceAddress;
-    }
-    const entries = headers.all('x-forwarded-for').join(',').split(',');
-    for (let index = entries.length - 1; index >= 0; index--) {
-      const entry = normalizeIp(entries[index].trim());
-      if (isIP(entry) === 0) {
-        return sourceAddress;
-      }
-      if (!this.#trustedProxies.has(entry)) {
-        return entry;
-      }
-    }
-    return sourceAddress;
   }
 
   /**
@@ -275,8 +245,8 @@ export class FailureLimiter {
 
     const target = targetKey(attempt, method === 'gateway-token');
     const targetUntil = this.#limitedUntil(target, this.#config.perTarget.windowMs, this.#config.perTarget.maxFailures, now);
-    // NOTE: a shared exempt address (a NAT, or a proxy that sends no X-Forwarded-For) that a device authenticated from passes
-    // a limited id for everyone behind it. Limiting it there would let anyone behind it lock the device out with a few wrong tokens.
+    // NOTE: a shared exempt address (a NAT, an outer proxy) that a device authenticated from passes a limited id for
+    // everyone behind it. Limiting it there would let anyone behind it lock the device out with a few wrong tokens.
     if (targetUntil > now && !this.#isKnownSource(target, attempt.source, now)) {
       if (this.#shared !== undefined && this.#knownReads.size < this.#config.maxTrackedKeys) {
         // Another replica may have seen this source authenticate; read it in the next exchange.
