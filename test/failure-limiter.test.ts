@@ -35,6 +35,7 @@ function limits(overrides: Partial<RateLimitConfig> = {}): RateLimitConfig {
     exemptSources: [],
     maxTrackedKeys: 1000,
     syncIntervalMs: 250,
+    forwardedForHops: 0,
     ...overrides,
   };
 }
@@ -244,6 +245,27 @@ describe('failure limiter rules', () => {
         limiter.record(attempt('198.51.100.5', `id-${i}`), failure());
       }
       expect(limiter.check(attempt('198.51.100.5'), 'target-token')?.scope).to.equal('source');
+    });
+
+    it('reads the client behind trusted proxies', () => {
+      const proxy = '203.0.113.7';
+      const sourceOf = (hops: number, peer: string, forwardedFor?: string) =>
+        create(limits({ forwardedForHops: hops }), [proxy]).sourceOf(peer, RequestHeaders.ofLowerCaseMap(forwardedFor === undefined ? {} : { 'x-forwarded-for': forwardedFor }));
+
+      expect(sourceOf(1, proxy, `198.51.100.9, ${proxy}`)).to.equal('198.51.100.9');
+      expect(sourceOf(1, proxy, `10.0.0.1, 198.51.100.9,${proxy}`), 'entries a client wrote').to.equal('198.51.100.9');
+      expect(sourceOf(1, proxy, `::ffff:198.51.100.9, ${proxy}`)).to.equal('198.51.100.9');
+      expect(sourceOf(1, proxy, `2001:db8::5, ${proxy}`)).to.equal('2001:db8::5');
+      expect(sourceOf(2, proxy, `10.0.0.1, 198.51.100.9, 192.0.2.40, ${proxy}`), 'two proxies').to.equal('198.51.100.9');
+      expect(sourceOf(1, proxy, `${proxy}, ${proxy}`), 'a trusted address in the client entry').to.equal(proxy);
+      expect(sourceOf(0, proxy, `198.51.100.9, ${proxy}`), 'hops 0').to.equal(proxy);
+      expect(sourceOf(1, '192.0.2.5', `198.51.100.9, 192.0.2.5`), 'a peer that is no proxy').to.equal('192.0.2.5');
+      expect(sourceOf(1, proxy), 'no header').to.equal(proxy);
+      expect(sourceOf(1, proxy, proxy), 'too few entries').to.equal(proxy);
+      expect(sourceOf(2, proxy, `198.51.100.9, ${proxy}`), 'too few for two proxies').to.equal(proxy);
+      expect(sourceOf(1, proxy, `198.51.100.9:4711, ${proxy}`), 'not an address').to.equal(proxy);
+      expect(sourceOf(1, proxy, `, ${proxy}`), 'empty entry').to.equal(proxy);
+      expect(sourceOf(1, proxy, ''), 'empty header').to.equal(proxy);
     });
 
     it('lets a known exempt source through', () => {
@@ -541,6 +563,7 @@ describe('rateLimit configuration', () => {
       exemptSources: [],
       maxTrackedKeys: 100_000,
       syncIntervalMs: 250,
+      forwardedForHops: 0,
     });
   });
 
@@ -555,6 +578,7 @@ rateLimit:
   exemptSources: ["10.0.0.0/8", "2001:db8::/32"]
   maxTrackedKeys: 500
   syncIntervalMs: 100
+  forwardedForHops: 2
 `,
       '/tmp/limiter-test.yaml',
       { env: {} },
@@ -567,6 +591,7 @@ rateLimit:
       exemptSources: ['10.0.0.0/8', '2001:db8::/32'],
       maxTrackedKeys: 500,
       syncIntervalMs: 100,
+      forwardedForHops: 2,
     });
   });
 
@@ -580,6 +605,7 @@ rateLimit:
   exemptSources: ["10.0.0.0/33", "nat-gateway"]
   maxTrackedKeys: 5
   syncIntervalMs: 0
+  forwardedForHops: 9
 `);
     const keys = found.map((problem) => problem.split(':')[0]);
     expect(keys).to.include.members([
@@ -593,6 +619,7 @@ rateLimit:
       'rateLimit.exemptSources[1]',
       'rateLimit.maxTrackedKeys',
       'rateLimit.syncIntervalMs',
+      'rateLimit.forwardedForHops',
     ]);
   });
 });
@@ -630,6 +657,7 @@ rateLimit:
   perSource: { maxFailures: 5, windowMs: 86400000 }
   perTarget: { maxFailures: 3, windowMs: 86400000 }
   exemptSources: ["${NAT_ADDRESS}"]
+  forwardedForHops: 1
 tenants:
   DEFAULT:
     config:
@@ -644,6 +672,7 @@ tenants:
       device-03: { securityToken: "${TOKEN}" }
       device-04: { securityToken: "${TOKEN}" }
       device-05: { securityToken: "${TOKEN}" }
+      proxied-01: { securityToken: "${TOKEN}" }
       cert-device: {}
   OTHER:
     config:
@@ -758,6 +787,24 @@ tenants:
       const limited = await service.check(envoyRequest(path('device-02'), { authorization: `TargetToken ${TOKEN}`, ...headers }, { source: guesser }));
       expect(outcome(limited).http, JSON.stringify(headers)).to.equal(429);
     }
+  });
+
+  it('limits clients behind the trusted proxy apart', async () => {
+    const through = (client: string, token: string, forwardedFor = `${client}, ${PROXY_ADDRESS}`) =>
+      service.check(envoyRequest(path('proxied-01'), { authorization: `TargetToken ${token}`, 'x-forwarded-for': forwardedFor }, { source: PROXY_ADDRESS }));
+    const device = '198.51.100.80';
+    const guesser = '192.0.2.230';
+    expect(outcome(await through(device, TOKEN)).grpc).to.equal(0);
+    for (let i = 0; i < 3; i++) {
+      expect(outcome(await through(guesser, `wrong-guess-${i}`)).http).to.equal(401);
+    }
+
+    expect(outcome(await through(guesser, 'wrong-guess-3')).http).to.equal(429);
+    expect(outcome(await through(guesser, 'wrong-guess-4', `${device}, ${guesser}, ${PROXY_ADDRESS}`)).http, 'a copied device address').to.equal(429);
+    expect(outcome(await through(device, TOKEN))).to.deep.equal({ grpc: 0, http: 200 });
+    // A peer that is no trusted proxy is its own source, whatever X-Forwarded-For says.
+    const direct = await service.check(envoyRequest(path('proxied-01'), { authorization: `TargetToken ${TOKEN}`, 'x-forwarded-for': `${device}, 192.0.2.231` }, { source: '192.0.2.231' }));
+    expect(outcome(direct).http).to.equal(429);
   });
 
   it('counts gateway guesses behind a certificate for another id', async () => {

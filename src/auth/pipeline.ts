@@ -67,7 +67,8 @@ export class AuthPipeline {
     if (this.requireAsciiControllerId && !/^[\x21-\x7e]+$/.test(target.controllerId)) {
       return deny('controller_id_not_ascii');
     }
-    const attempt: Attempt = { source: request.sourceAddress, tenantKey: target.tenantKey, controllerId: target.controllerId };
+    const source = this.limiter ? this.limiter.sourceOf(request.sourceAddress, request.headers) : request.sourceAddress;
+    const attempt: Attempt = { source, tenantKey: target.tenantKey, controllerId: target.controllerId };
     const authorization = parseAuthorization(request.headers);
     const known = { tenant: target.tenant, controllerId: target.controllerId };
 

@@ -274,7 +274,16 @@ function readCache(reader: ConfigReader, value: unknown): CacheConfig {
 }
 
 function readRateLimit(reader: ConfigReader, value: unknown): RateLimitConfig {
-  const rateLimit = reader.section(value, 'rateLimit', ['enabled', 'perSource', 'perTarget', 'knownSourceMs', 'exemptSources', 'maxTrackedKeys', 'syncIntervalMs']);
+  const rateLimit = reader.section(value, 'rateLimit', [
+    'enabled',
+    'perSource',
+    'perTarget',
+    'knownSourceMs',
+    'exemptSources',
+    'maxTrackedKeys',
+    'syncIntervalMs',
+    'forwardedForHops',
+  ]);
   const window = (name: 'perSource' | 'perTarget', maxFailures: number): RateLimitConfig['perSource'] => {
     const section = reader.section(rateLimit[name], `rateLimit.${name}`, ['maxFailures', 'windowMs']);
     return {
@@ -292,6 +301,7 @@ function readRateLimit(reader: ConfigReader, value: unknown): RateLimitConfig {
     exemptSources,
     maxTrackedKeys: reader.integer(rateLimit.maxTrackedKeys, 'rateLimit.maxTrackedKeys', 100_000, 100, 10_000_000),
     syncIntervalMs: reader.integer(rateLimit.syncIntervalMs, 'rateLimit.syncIntervalMs', 250, 50, 60_000),
+    forwardedForHops: reader.integer(rateLimit.forwardedForHops, 'rateLimit.forwardedForHops', 0, 0, 8),
   };
 }
 

@@ -78,6 +78,13 @@ export interface RateLimitConfig {
   maxTrackedKeys: number;
   /** Interval of the exchange of counts with the Redis store, in milliseconds; unused with the embedded store. */
   syncIntervalMs: number;
+  /**
+   * Number of proxies in front of Envoy that each append the address they
+   * saw to `X-Forwarded-For`. For a request from a trusted proxy, the entry
+   * this many places left of the last one is the client that failures count
+   * under. 0 reads no `X-Forwarded-For`.
+   */
+  forwardedForHops: number;
 }
 
 /** A target entry of the configuration file: a plain token or its SHA-256 digest. */
