@@ -802,7 +802,7 @@ tenants:
     expect(outcome(await through(guesser, 'wrong-guess-3')).http).to.equal(429);
     expect(outcome(await through(guesser, 'wrong-guess-4', `${device}, ${guesser}, ${PROXY_ADDRESS}`)).http, 'a copied device address').to.equal(429);
     expect(outcome(await through(device, TOKEN))).to.deep.equal({ grpc: 0, http: 200 });
-    // A peer that is no trusted proxy is its own source, whatever X-Forwarded-For says.
+    // A peer that is no trusted proxy is its own source, whatever X-Forwarded-For contains.
     const direct = await service.check(envoyRequest(path('proxied-01'), { authorization: `TargetToken ${TOKEN}`, 'x-forwarded-for': `${device}, 192.0.2.231` }, { source: '192.0.2.231' }));
     expect(outcome(direct).http).to.equal(429);
   });

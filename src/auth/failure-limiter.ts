@@ -172,7 +172,7 @@ export class FailureLimiter {
   #exempt: AddressSet;
   /** `ddi.certificate.trustedProxies`: the peers whose `X-Forwarded-For` names the client. */
   #trustedProxies: AddressSet;
-  /** The last peer address checked against `#trustedProxies`, and the result. Most requests come from the same proxy, and a check cost about 1.5 µs. */
+  /** The last peer address checked against `#trustedProxies`, and whether it is in them. Most requests come from the same proxy, and a check cost about 1.5 µs. */
   #lastPeer: string | undefined;
   #lastPeerTrusted = false;
   readonly #clock: () => number;

@@ -156,8 +156,8 @@ export class AuthPipeline {
   /**
    * Checks the limits again before a token comparison that followed a lookup
    * that waited, and counts its failure at once, so that the check of the next
-   * waiting attempt includes it. Counting before the run ends is safe here: the request
-   * has one Authorization scheme, so no method after a failed token can succeed.
+   * waiting attempt includes it. Counting before the run ends is safe, because the
+   * request has one Authorization scheme, so no method after a failed token can succeed.
    */
   #compareAfterWait(run: MethodRun, method: AuthMethod, compare: () => MethodResult): MethodResult {
     const limited = this.rejectOverLimit(run.attempt, run.context.authorization, run.identity);

@@ -8,9 +8,9 @@ export const DEFAULT_MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
 export const FLUSH_INTERVAL_MS = 20;
 /**
  * Buffered bytes at which a write starts without waiting for the interval.
- * Each write to a file cost a fixed 30 µs or so of kernel time besides its bytes
- * (ext4 on a 2-core VM), so at 20,000 lines a second 256 KiB writes cost
- * about 0.2 µs less per line than 32 KiB ones (an estimate from one machine).
+ * Each write to a file cost a fixed 30 µs or so of kernel time besides its
+ * bytes (ext4 on a 2-core VM). At 20,000 lines a second, 256 KiB writes then
+ * cost about 0.2 µs less per line than 32 KiB ones (an estimate from one machine).
  */
 export const FLUSH_BYTES = 256 * 1024;
 /** Wait before retrying a write that a full non-blocking pipe rejected with EAGAIN, in milliseconds. */
