@@ -58,8 +58,15 @@ export class LogStream {
   /** Filled buffers not yet written, oldest first. */
   #queued: Buffer[] = [];
   #queuedBytes = 0;
-  /** Buffer that the next line is copied into, from `#offset` on. */
-  #chunk: Buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+  /**
+   * Buffer that lines go into while nothing is queued. Writes are synchronous,
+   * so an empty queue means its bytes were handed to the kernel, and the next
+   * lines reuse it instead of a new buffer. On a 2-core VM that saved about
+   * 70 ns per decision line written to a file (an estimate from one micro-benchmark).
+   */
+  readonly #home: Buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+  /** Buffer that the next line is copied into, from `#offset` on: `#home` or what is left of a filled buffer. */
+  #chunk: Buffer = this.#home;
   #offset = 0;
   #timer: NodeJS.Timeout | undefined;
   #immediate = false;
@@ -184,6 +191,7 @@ export class LogStream {
       this.#queueDropReport();
       this.#takeChunk();
       if (this.#queued.length === 0) {
+        this.#chunk = this.#home;
         return 'done';
       }
       const buffer = this.#queued.length === 1 ? this.#queued[0] : Buffer.concat(this.#queued, this.#queuedBytes);
