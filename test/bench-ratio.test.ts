@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { combine, roundRatios, throughputRatio, type RunResult } from '../bench/measure.js';
+import { combine, roundRatios, throughputRatio, type RunResult, type ScenarioResult } from '../bench/measure.js';
+import { decisionLogRatio } from '../bench/report.js';
 
 /** Returns one round's result with the given calls per second. The other fields do not enter the ratio. */
 function round(throughput: number): RunResult {
@@ -36,5 +37,38 @@ describe('benchmark throughput ratio', () => {
     const noop = combine([round(10_000), round(10_000)]);
     expect(throughputRatio(service, noop)).to.be.closeTo(0.9, 1e-9);
     expect(roundRatios(service, noop)).to.equal(undefined);
+  });
+});
+
+/** Returns a scenario's result in which the service and the no-op server completed the given calls per second. */
+function scenario(name: string, service: number, noop: number | undefined): ScenarioResult {
+  const serviceRounds = combine([round(service)]);
+  const noopRounds = noop === undefined ? undefined : combine([round(noop)]);
+  const server = (phase: ReturnType<typeof combine>) => ({ startupSeconds: 0, peakRssBytes: 0, saturated: phase });
+  return {
+    scenario: name,
+    title: name,
+    kind: 'log',
+    service: server(serviceRounds),
+    noop: noopRounds && server(noopRounds),
+    throughputRatio: noopRounds && throughputRatio(serviceRounds, noopRounds),
+    verification: '',
+  };
+}
+
+describe('benchmark decision log ratio', () => {
+  it('cancels a slower machine', () => {
+    // The machine ran at half speed during the silent scenario; relative to the no-op, the log costs 5%.
+    const info = scenario('token-allow', 9500, 10_000);
+    const silent = scenario('token-allow-silent', 5000, 5000);
+    expect(decisionLogRatio(info, silent)).to.be.closeTo(0.95, 1e-9);
+    // The ratio of the two services' throughputs would have been 1.9.
+    expect(info.service.saturated.throughput / silent.service.saturated.throughput).to.be.closeTo(1.9, 1e-9);
+  });
+
+  it('needs both no-op baselines', () => {
+    const info = scenario('token-allow', 9500, 10_000);
+    const silent = scenario('token-allow-silent', 10_000, undefined);
+    expect(decisionLogRatio(info, silent)).to.equal(undefined);
   });
 });
