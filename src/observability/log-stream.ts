@@ -140,7 +140,8 @@ export class LogStream {
     }
     this.#queued.push(this.#chunk.subarray(0, this.#offset));
     this.#queuedBytes += this.#offset;
-    this.#chunk = this.#chunk.length - this.#offset < 1024 ? Buffer.allocUnsafe(CHUNK_BYTES) : this.#chunk.subarray(this.#offset);
+    // A rest too small for the next line makes `write` take a new buffer, and a write pass that empties the queue goes back to `#home`.
+    this.#chunk = this.#chunk.subarray(this.#offset);
     this.#offset = 0;
   }
 
