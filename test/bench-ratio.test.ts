@@ -57,8 +57,8 @@ function scenario(name: string, service: number, noop: number | undefined): Scen
 }
 
 describe('benchmark decision log ratio', () => {
-  it('cancels a slower machine', () => {
-    // The machine ran at half speed during the silent scenario; relative to the no-op, the log costs 5%.
+  it('cancels a machine slowdown', () => {
+    // The machine ran at half speed during the silent scenario. Relative to the no-op, the log costs 5%.
     const info = scenario('token-allow', 9500, 10_000);
     const silent = scenario('token-allow-silent', 5000, 5000);
     expect(decisionLogRatio(info, silent)).to.be.closeTo(0.95, 1e-9);
