@@ -151,7 +151,7 @@ function targetRows(results: ScenarioResult[]): string[][] {
   }
 
   const allow = byName.get('token-allow');
-  for (const name of ['token-deny', 'non-ddi']) {
+  for (const name of ['token-deny', 'token-deny-limited', 'non-ddi']) {
     const deny = byName.get(name);
     if (allow && deny) {
       const value = deny.service.saturated.throughput / allow.service.saturated.throughput;
