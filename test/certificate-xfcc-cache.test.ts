@@ -13,6 +13,7 @@ import { MemoryStore, TokenDigester } from '../src/store/index.js';
 import type { TenantSettings } from '../src/store/store.js';
 import { tenantSettingsFrom } from '../src/store/tenant-settings.js';
 import { TextCache } from '../src/x509/index.js';
+import { sampledKey } from '../src/x509/text-cache.js';
 import { TestPki, type TestCertificate } from './helpers/pki.js';
 
 function fingerprint(certificate: TestCertificate): string {
@@ -33,6 +34,28 @@ describe('TextCache', function () {
     cache.set(text, 1);
     expect(cache.get(`${'a'.repeat(200)}Y${'b'.repeat(200)}`)).to.equal(undefined);
     expect(cache.stats.misses).to.equal(1);
+  });
+
+  it('samples the first and last character', function () {
+    const text = 'a'.repeat(1000);
+    expect(sampledKey(0, `b${text.slice(1)}`)).to.not.equal(sampledKey(0, text));
+    expect(sampledKey(0, `${text.slice(1)}b`)).to.not.equal(sampledKey(0, text));
+    expect(sampledKey(1, text)).to.not.equal(sampledKey(0, text));
+  });
+
+  it('keeps apart texts with one key', function () {
+    // 128 samples of 1,000 characters fall about 8 apart, so the second character is not sampled.
+    const stored = 'a'.repeat(1000);
+    const other = `ab${'a'.repeat(998)}`;
+    expect(sampledKey(0, other)).to.equal(sampledKey(0, stored));
+
+    const cache = new TextCache<number>(4);
+    cache.set(stored, 1);
+    expect(cache.get(other)).to.equal(undefined);
+    cache.set(other, 2);
+    expect(cache.size).to.equal(1);
+    expect(cache.get(other)).to.equal(2);
+    expect(cache.get(stored)).to.equal(undefined);
   });
 
   it('evicts the least recently used text', function () {

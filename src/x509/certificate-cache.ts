@@ -11,8 +11,8 @@ export const DEFAULT_CERTIFICATE_CACHE_ENTRIES = 1000;
 /** Maximum number of certificates accepted in one chain. Clients send the leaf and a few CAs. */
 export const MAX_CHAIN_CERTIFICATES = 16;
 
-/** Tags that keep the sampled keys of certificates and chains apart. */
-const KEY_TAGS = { certificate: 'c', chain: 'h' } as const;
+/** Seeds that keep the sampled keys of certificates and chains apart. */
+const KEY_SEEDS = { certificate: 1, chain: 2 } as const;
 
 /** A character that latin1 cannot encode one to one. */
 const BEYOND_LATIN1 = /[^\u0000-\u00ff]/;
@@ -21,14 +21,15 @@ type CacheEntry = (
   | { ok: true; value: ParsedCertificate | ParsedCertificate[] }
   | { ok: false; error: CertificateError }
 ) & {
-  /** The text the entry was parsed from, when its key is only a sample of that text. */
+  /** The kind and text the entry was parsed from, when its key is only a sample of that text. */
+  kind?: 'certificate' | 'chain';
   encoded?: string;
 };
 
 /**
  * Least-recently-used cache of parsed certificates, keyed by the percent-encoded PEM as Envoy
  * sends it, so one device's certificate is decoded, parsed and hashed once. A text of up to
- * TEXT_CACHE_MAX_CHARS that parsed is found by its length and both ends and then compared in
+ * TEXT_CACHE_MAX_CHARS that parsed is found by its sampled key and then compared in
  * full, which costs far less than hashing all of it. Longer texts and failures are found by
  * their SHA-256, which bounds the memory their entries take.
  * Failures are cached too, as the same `CertificateError`, so repeated junk costs one hash.
@@ -37,7 +38,8 @@ type CacheEntry = (
  */
 export class CertificateCache {
   readonly maxEntries: number;
-  readonly #entries = new Map<string, CacheEntry>();
+  /** Entries by sampled key (a number) or, for long texts and failures, by SHA-256 key (a string). */
+  readonly #entries = new Map<number | string, CacheEntry>();
   /** Counts of lookups served from the cache and of lookups that parsed, since construction. */
   readonly stats = { hits: 0, misses: 0 };
 
@@ -109,10 +111,10 @@ export class CertificateCache {
   /** Returns the entry of exactly this text and marks it most recently used, or undefined. */
   #cached(kind: 'certificate' | 'chain', encoded: string): CacheEntry | undefined {
     if (encoded.length <= TEXT_CACHE_MAX_CHARS) {
-      const key = sampledKey(KEY_TAGS[kind], encoded);
+      const key = sampledKey(KEY_SEEDS[kind], encoded);
       const entry = this.#entries.get(key);
-      // Texts that differ only in the middle share a sampled key; only the same text is a hit.
-      if (entry !== undefined && entry.encoded === encoded) {
+      // Texts that differ only between samples share a key, so only the same text of the same kind is a hit.
+      if (entry !== undefined && entry.kind === kind && entry.encoded === encoded) {
         return this.#hit(key, entry);
       }
     }
@@ -121,7 +123,7 @@ export class CertificateCache {
     return entry === undefined ? undefined : this.#hit(key, entry);
   }
 
-  #hit(key: string, entry: CacheEntry): CacheEntry {
+  #hit(key: number | string, entry: CacheEntry): CacheEntry {
     this.stats.hits++;
     // Re-insert so that Map iteration order is least recently used first.
     this.#entries.delete(key);
@@ -136,16 +138,17 @@ export class CertificateCache {
   #parseAndStore(kind: 'certificate' | 'chain', encoded: string, parse: () => ParsedCertificate | ParsedCertificate[]): CacheEntry {
     this.stats.misses++;
     const entry = this.#parseToEntry(parse);
-    let key: string;
+    let key: number | string;
     if (entry.ok && encoded.length <= TEXT_CACHE_MAX_CHARS) {
-      key = sampledKey(KEY_TAGS[kind], encoded);
+      key = sampledKey(KEY_SEEDS[kind], encoded);
+      entry.kind = kind;
       entry.encoded = encoded;
     } else {
       key = hashedKey(kind, encoded);
     }
     this.#entries.delete(key);
     if (this.#entries.size >= this.maxEntries) {
-      const oldest = this.#entries.keys().next().value as string;
+      const oldest = this.#entries.keys().next().value as number | string;
       this.#entries.delete(oldest);
     }
     this.#entries.set(key, entry);
@@ -169,7 +172,7 @@ export class CertificateCache {
  * PEM is ASCII, so it is hashed one byte per character (latin1 maps U+0000..U+00FF one to one),
  * which halves the hashed bytes. Any other string is hashed as UTF-16 under its own tag, which
  * keeps lone surrogates apart (UTF-8 would map them all to the same replacement bytes), so no
- * two strings share a key. The `#` keeps these keys apart from sampled keys.
+ * two strings share a key. Sampled keys are numbers, so they never equal these.
  */
 function hashedKey(kind: 'certificate' | 'chain', encoded: string): string {
   const oneByte = !BEYOND_LATIN1.test(encoded);

