@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { parseCertificate, type ParsedCertificate } from './certificate.js';
 import { CertificateError, invalidCertificate } from './errors.js';
 import { decodeEnvoyPem, MAX_ENCODED_PEM_CHARS, splitPemChain } from './pem.js';
+import { LruMap } from './lru-map.js';
 import { sampledKey, TEXT_CACHE_MAX_CHARS } from './text-cache.js';
 
 /** Default number of cached entries. An entry is a parsed certificate of a few KiB (an estimate), so the default needs a few MiB. */
@@ -39,7 +40,7 @@ type CacheEntry = (
 export class CertificateCache {
   readonly maxEntries: number;
   /** Entries by sampled key (a number) or, for long texts and failures, by SHA-256 key (a string). */
-  readonly #entries = new Map<number | string, CacheEntry>();
+  readonly #entries: LruMap<number | string, CacheEntry>;
   /** Counts of lookups served from the cache and of lookups that parsed, since construction. */
   readonly stats = { hits: 0, misses: 0 };
 
@@ -48,6 +49,7 @@ export class CertificateCache {
       throw new RangeError(`CertificateCache maxEntries must be a positive integer, got ${maxEntries}`);
     }
     this.maxEntries = maxEntries;
+    this.#entries = new LruMap(maxEntries);
   }
 
   get size(): number {
@@ -108,26 +110,22 @@ export class CertificateCache {
     return entry.value;
   }
 
-  /** Returns the entry of exactly this text and marks it most recently used, or undefined. */
+  /** Returns the entry of exactly this text and marks it as recently used, or undefined. */
   #cached(kind: 'certificate' | 'chain', encoded: string): CacheEntry | undefined {
     if (encoded.length <= TEXT_CACHE_MAX_CHARS) {
       const key = sampledKey(KEY_SEEDS[kind], encoded);
       const entry = this.#entries.get(key);
       // Texts that differ only between samples share a key, so only the same text of the same kind is a hit.
       if (entry !== undefined && entry.kind === kind && entry.encoded === encoded) {
-        return this.#hit(key, entry);
+        return this.#hit(entry);
       }
     }
-    const key = hashedKey(kind, encoded);
-    const entry = this.#entries.get(key);
-    return entry === undefined ? undefined : this.#hit(key, entry);
+    const entry = this.#entries.get(hashedKey(kind, encoded));
+    return entry === undefined ? undefined : this.#hit(entry);
   }
 
-  #hit(key: number | string, entry: CacheEntry): CacheEntry {
+  #hit(entry: CacheEntry): CacheEntry {
     this.stats.hits++;
-    // Re-insert so that Map iteration order is least recently used first.
-    this.#entries.delete(key);
-    this.#entries.set(key, entry);
     return entry;
   }
 
@@ -145,11 +143,6 @@ export class CertificateCache {
       entry.encoded = encoded;
     } else {
       key = hashedKey(kind, encoded);
-    }
-    this.#entries.delete(key);
-    if (this.#entries.size >= this.maxEntries) {
-      const oldest = this.#entries.keys().next().value as number | string;
-      this.#entries.delete(oldest);
     }
     this.#entries.set(key, entry);
     return entry;

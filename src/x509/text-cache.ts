@@ -1,3 +1,5 @@
+import { LruMap } from './lru-map.js';
+
 /**
  * Maximum length, in UTF-16 units, of a text that a TextCache keeps. A device certificate
  * takes about 1,000 (an estimate for a 2048-bit RSA or a P-256 key) and an XFCC value with
@@ -52,7 +54,7 @@ interface TextCacheEntry<V> {
  * with its text.
  */
 export class TextCache<V> {
-  readonly #entries = new Map<number, TextCacheEntry<V>>();
+  readonly #entries: LruMap<number, TextCacheEntry<V>>;
   /** Counts of lookups that found their text and of lookups that did not, since construction. */
   readonly stats = { hits: 0, misses: 0 };
 
@@ -60,13 +62,14 @@ export class TextCache<V> {
     if (!Number.isInteger(maxEntries) || maxEntries < 1) {
       throw new RangeError(`TextCache maxEntries must be a positive integer, got ${maxEntries}`);
     }
+    this.#entries = new LruMap(maxEntries);
   }
 
   get size(): number {
     return this.#entries.size;
   }
 
-  /** Returns the value stored for exactly this text and marks it most recently used, or undefined. */
+  /** Returns the value stored for exactly this text and marks it as recently used, or undefined. */
   get(text: string): V | undefined {
     if (text.length > TEXT_CACHE_MAX_CHARS) {
       return undefined;
@@ -78,9 +81,6 @@ export class TextCache<V> {
       return undefined;
     }
     this.stats.hits++;
-    // Re-inserted, so that Map iteration order is least recently used first.
-    this.#entries.delete(key);
-    this.#entries.set(key, entry);
     return entry.value;
   }
 
@@ -89,12 +89,7 @@ export class TextCache<V> {
     if (text.length > TEXT_CACHE_MAX_CHARS) {
       return;
     }
-    const key = sampledKey(0, text);
-    this.#entries.delete(key);
-    if (this.#entries.size >= this.maxEntries) {
-      this.#entries.delete(this.#entries.keys().next().value as number);
-    }
-    this.#entries.set(key, { text, value });
+    this.#entries.set(sampledKey(0, text), { text, value });
   }
 
   clear(): void {
