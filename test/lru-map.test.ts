@@ -24,20 +24,35 @@ describe('LruMap', function () {
     expect(map.get('a')).to.equal(2);
   });
 
-  it('moves an entry after half its size of insertions', function () {
-    const map = new LruMap<string, number>(4);
+  it('gives a used entry a second chance', function () {
+    const map = new LruMap<string, number>(3);
     map.set('a', 1);
     map.set('b', 2);
     map.set('c', 3);
-    // One insertion since 'b': it is not moved and stays second oldest.
-    expect(map.get('b')).to.equal(2);
-    map.set('d', 4);
-    // Three insertions since 'a': it moves to the recently used end.
     expect(map.get('a')).to.equal(1);
+    // 'a' was used, so it moves to the newest end and 'b' goes. Then 'c' goes.
+    map.set('d', 4);
     map.set('e', 5);
 
+    expect(map.size).to.equal(3);
     expect(map.get('b')).to.equal(undefined);
+    expect(map.get('c')).to.equal(undefined);
     expect(map.get('a')).to.equal(1);
+    expect(map.get('d')).to.equal(4);
+    expect(map.get('e')).to.equal(5);
+  });
+
+  it('evicts when every entry is used', function () {
+    const map = new LruMap<string, number>(2);
+    map.set('a', 1);
+    map.set('b', 2);
+    map.get('a');
+    map.get('b');
+    map.set('c', 3);
+
+    expect(map.size).to.equal(2);
+    expect(map.get('a')).to.equal(undefined);
+    expect(map.get('b')).to.equal(2);
     expect(map.get('c')).to.equal(3);
   });
 

@@ -110,7 +110,7 @@ export class CertificateCache {
     return entry.value;
   }
 
-  /** Returns the entry of exactly this text and marks it as recently used, or undefined. */
+  /** Returns the entry of exactly this text and marks it as used, or undefined. */
   #cached(kind: 'certificate' | 'chain', encoded: string): CacheEntry | undefined {
     if (encoded.length <= TEXT_CACHE_MAX_CHARS) {
       const key = sampledKey(KEY_SEEDS[kind], encoded);

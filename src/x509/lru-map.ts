@@ -1,61 +1,58 @@
-/** A value and the insertion count at which it was last moved to the recently used end. */
+/** A value and whether it was read since it was stored or last passed by the eviction scan. */
 interface Slot<V> {
   value: V;
-  insertedAt: number;
+  used: boolean;
 }
 
 /**
- * Map of at most `maxEntries` entries that evicts the least recently used one, in Map
- * insertion order. A lookup moves its entry to the recently used end only when at least
- * half of `maxEntries` insertions have happened since the entry's own, so a cache whose
- * entries all fit moves none of them. A move is a delete and a set, and moving on every
- * hit cost a certificate Check 0.15 to 0.3 µs in-process on Node.js 20. An entry that is
- * used at least once in every `maxEntries / 2` insertions is never evicted.
+ * Map of at most `maxEntries` entries that evicts by the second-chance (CLOCK) rule, an
+ * approximation of least recently used. A hit only marks its entry as used. When the map
+ * is full, a new entry makes the scan take the oldest entry in Map insertion order: a used
+ * one is moved to the newest end unmarked, and the first unused one is evicted. So a hit
+ * costs no Map delete and set. Moving every hit to the newest end that way cost up to
+ * 0.4 µs of a certificate Check in-process on Node.js 20. An entry read at least once
+ * between two passes of the scan is never evicted.
  */
 export class LruMap<K, V> {
   readonly #slots = new Map<K, Slot<V>>();
-  readonly #moveAfter: number;
-  #insertions = 0;
 
   constructor(readonly maxEntries: number) {
     if (!Number.isInteger(maxEntries) || maxEntries < 1) {
       throw new RangeError(`maxEntries must be a positive integer, got ${maxEntries}`);
     }
-    this.#moveAfter = Math.floor(maxEntries / 2);
   }
 
   get size(): number {
     return this.#slots.size;
   }
 
-  /** Returns the value of a key and marks the entry as recently used, or undefined. */
+  /** Returns the value of a key and marks the entry as used, or undefined. */
   get(key: K): V | undefined {
     const slot = this.#slots.get(key);
     if (slot === undefined) {
       return undefined;
     }
-    if (this.#insertions - slot.insertedAt >= this.#moveAfter) {
-      this.#slots.delete(key);
-      this.#insert(key, slot);
-    }
+    slot.used = true;
     return slot.value;
   }
 
-  /** Stores a value as the most recently used entry, evicting the least recently used one when full. */
+  /** Stores a value as the newest entry, evicting an unused entry when full. */
   set(key: K, value: V): void {
     this.#slots.delete(key);
-    if (this.#slots.size >= this.maxEntries) {
-      this.#slots.delete(this.#slots.keys().next().value as K);
+    while (this.#slots.size >= this.maxEntries) {
+      const [oldestKey, oldest] = this.#slots.entries().next().value as [K, Slot<V>];
+      this.#slots.delete(oldestKey);
+      if (!oldest.used) {
+        break;
+      }
+      // Every pass clears one mark, so the scan ends within one round of the map.
+      oldest.used = false;
+      this.#slots.set(oldestKey, oldest);
     }
-    this.#insert(key, { value, insertedAt: 0 });
+    this.#slots.set(key, { value, used: false });
   }
 
   clear(): void {
     this.#slots.clear();
-  }
-
-  #insert(key: K, slot: Slot<V>): void {
-    slot.insertedAt = ++this.#insertions;
-    this.#slots.set(key, slot);
   }
 }
