@@ -28,8 +28,9 @@ type CacheEntry = (
 };
 
 /**
- * Least-recently-used cache of parsed certificates, keyed by the percent-encoded PEM as Envoy
- * sends it, so one device's certificate is decoded, parsed and hashed once. A text of up to
+ * Cache of parsed certificates, keyed by the percent-encoded PEM as Envoy sends it, so one
+ * device's certificate is decoded, parsed and hashed once. It evicts by LruMap's
+ * second-chance rule. A text of up to
  * TEXT_CACHE_MAX_CHARS that parsed is found by its sampled key and then compared in
  * full, which costs far less than hashing all of it. Longer texts and failures are found by
  * their SHA-256, which bounds the memory their entries take.

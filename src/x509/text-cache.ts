@@ -24,8 +24,9 @@ const PROCESS_SEED = randomBytes(4).readUInt32LE(0);
 /**
  * Returns the sampled key of a text: a 32-bit hash, in the manner of FNV-1a, of
  * PROCESS_SEED, `seed`, the length and SAMPLE_COUNT characters spread evenly over the text,
- * or of every character of a shorter one. A certificate or XFCC value differs from another in its serial number, key and
- * signature, which fill most of the text, so different devices almost never share a key.
+ * or of every character of a shorter one. A certificate or XFCC value differs from another
+ * in its serial number, key and signature, which fill most of the text, so different
+ * devices almost never share a key.
  * Texts that differ only between samples do, so a lookup by this key must compare the whole
  * text before it counts as a hit. A number key costs far less than a string key, whose every
  * character V8 hashes: a Map lookup by a 320-character key took about 500 ns in a
@@ -54,9 +55,9 @@ interface TextCacheEntry<V> {
 }
 
 /**
- * Least-recently-used cache of values derived from texts of at most TEXT_CACHE_MAX_CHARS,
- * such as a device's certificate or XFCC value, which arrive unchanged on every request.
- * An entry is found by its sampled key and then compared with the whole text, which costs
+ * Cache of values derived from texts of at most TEXT_CACHE_MAX_CHARS, such as a device's
+ * certificate or XFCC value, which arrive unchanged on every request. It evicts by
+ * LruMap's second-chance rule. An entry is found by its sampled key and then compared with the whole text, which costs
  * far less than hashing all of it. Two texts with one key take turns in one entry. Only
  * values worth keeping belong here: a caller stores successes, so junk input cannot fill it
  * with its text.
@@ -92,7 +93,7 @@ export class TextCache<V> {
     return entry.value;
   }
 
-  /** Stores a value for a text, evicting the least recently used entry when full. A longer text is ignored. */
+  /** Stores a value for a text, evicting an unused entry when full. A longer text is ignored. */
   set(text: string, value: V): void {
     if (text.length > TEXT_CACHE_MAX_CHARS) {
       return;
