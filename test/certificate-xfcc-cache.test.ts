@@ -40,6 +40,10 @@ describe('TextCache', function () {
     const text = 'a'.repeat(1000);
     expect(sampledKey(0, `b${text.slice(1)}`)).to.not.equal(sampledKey(0, text));
     expect(sampledKey(0, `${text.slice(1)}b`)).to.not.equal(sampledKey(0, text));
+  });
+
+  it('separates keys by seed', function () {
+    const text = 'a'.repeat(1000);
     expect(sampledKey(1, text)).to.not.equal(sampledKey(0, text));
   });
 

@@ -699,7 +699,11 @@ tenants:
     const limited = await withToken('device-04', 'another-guess', guesser);
     expect(outcome(limited)).to.deep.equal({ grpc: 7, http: 429 });
     expect(Number(retryAfter(limited))).to.be.within(1, 2 * 86_400);
-    expect(lastDecision()).to.include({ reason: 'rate_limited', httpStatus: 429, tenant: 'DEFAULT', controllerId: 'device-04', method: 'target-token' });
+    expect(lastDecision().reason).to.equal('rate_limited');
+    expect(lastDecision().httpStatus).to.equal(429);
+    expect(lastDecision().tenant).to.equal('DEFAULT');
+    expect(lastDecision().controllerId).to.equal('device-04');
+    expect(lastDecision().method).to.equal('target-token');
     // The token is not compared: the right token from the guesser's address is rejected too.
     expect(outcome(await withToken('device-04', TOKEN, guesser)).http).to.equal(429);
 

@@ -108,7 +108,7 @@ export class AuthPipeline {
       }
       if (!authenticator.enabledFor(context.tenant)) {
         if (!run.firstFailure && authenticator.hasCredential(context)) {
-          run.firstFailure = deny('method_disabled', { tenant: identity.tenant, controllerId: identity.controllerId, method: authenticator.method });
+          run.firstFailure = methodDeny('method_disabled', identity, authenticator.method);
         }
         continue;
       }
@@ -144,7 +144,7 @@ export class AuthPipeline {
       return this.counted(run.attempt, { kind: 'allow', tenant: run.identity.tenant, controllerId: run.identity.controllerId, method });
     }
     if (result.outcome === 'failure') {
-      const failure = deny(result.reason, { tenant: run.identity.tenant, controllerId: run.identity.controllerId, method });
+      const failure = methodDeny(result.reason, run.identity, method);
       run.firstFailure ??= failure;
       if (COUNTED_FAILURES.has(result.reason) && !run.recorded) {
         (run.countedFailures ??= []).push(failure);
@@ -166,7 +166,7 @@ export class AuthPipeline {
     }
     const result = compare();
     if (result.outcome === 'failure' && COUNTED_FAILURES.has(result.reason)) {
-      const failure = deny(result.reason, { tenant: run.identity.tenant, controllerId: run.identity.controllerId, method });
+      const failure = methodDeny(result.reason, run.identity, method);
       const failures = [...(run.countedFailures ?? []), failure];
       this.limiter?.record(run.attempt, failure, failures);
       run.recorded = true;
@@ -201,8 +201,7 @@ export class AuthPipeline {
       return undefined;
     }
     const rejection = this.limiter.check(attempt, method);
-    // Fields written out, not spread: the spread took about a third of a rate-limited Check's time in-process.
-    return rejection && deny('rate_limited', { tenant: identity.tenant, controllerId: identity.controllerId, method, retryAfterSeconds: rejection.retryAfterSeconds });
+    return rejection && methodDeny('rate_limited', identity, method, rejection.retryAfterSeconds);
   }
 
   /** Passes a decision to the limiter, which counts failures and remembers the sources of allows. */
@@ -214,4 +213,13 @@ export class AuthPipeline {
   private noCredentialReason(context: AuthContext): DenyReason {
     return context.authorization.kind === 'credentials' ? 'scheme_unsupported' : 'no_credentials';
   }
+}
+
+/**
+ * Returns a deny that names the identity and the method that decided it. The fields are
+ * copied one by one, because spreading identities of two shapes took about a third of a
+ * rate-limited Check's time in-process.
+ */
+function methodDeny(reason: DenyReason, identity: { tenant?: string; controllerId: string }, method: AuthMethod, retryAfterSeconds?: number): DenyDecision {
+  return deny(reason, { tenant: identity.tenant, controllerId: identity.controllerId, method, retryAfterSeconds });
 }

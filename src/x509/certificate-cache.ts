@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { parseCertificate, type ParsedCertificate } from './certificate.js';
 import { CertificateError, invalidCertificate } from './errors.js';
 import { decodeEnvoyPem, MAX_ENCODED_PEM_CHARS, splitPemChain } from './pem.js';
-import { LruMap } from './lru-map.js';
+import { ClockMap } from './clock-map.js';
 import { sampledKey, TEXT_CACHE_MAX_CHARS } from './text-cache.js';
 
 /** Default number of cached entries. An entry is a parsed certificate of a few KiB (an estimate), so the default needs a few MiB. */
@@ -29,11 +29,11 @@ type CacheEntry = (
 
 /**
  * Cache of parsed certificates, keyed by the percent-encoded PEM as Envoy sends it, so one
- * device's certificate is decoded, parsed and hashed once. It evicts by LruMap's
- * second-chance rule. A text of up to
- * TEXT_CACHE_MAX_CHARS that parsed is found by its sampled key and then compared in
- * full, which costs far less than hashing all of it. Longer texts and failures are found by
- * their SHA-256, which bounds the memory their entries take.
+ * device's certificate is decoded, parsed and hashed once. It evicts by ClockMap's
+ * second-chance rule. A text of up to TEXT_CACHE_MAX_CHARS that parsed is found by its
+ * sampled key and then compared in full, which costs far less than hashing all of it.
+ * Longer texts and failures are found by their SHA-256, which bounds the memory their
+ * entries take.
  * Failures are cached too, as the same `CertificateError`, so repeated junk costs one hash.
  * Entries never expire, because a key is an exact encoding whose parse result cannot change.
  * Validity dates are not checked here.
@@ -41,7 +41,7 @@ type CacheEntry = (
 export class CertificateCache {
   readonly maxEntries: number;
   /** Entries by sampled key (a number) or, for long texts and failures, by SHA-256 key (a string). */
-  readonly #entries: LruMap<number | string, CacheEntry>;
+  readonly #entries: ClockMap<number | string, CacheEntry>;
   /** Counts of lookups served from the cache and of lookups that parsed, since construction. */
   readonly stats = { hits: 0, misses: 0 };
 
@@ -50,7 +50,7 @@ export class CertificateCache {
       throw new RangeError(`CertificateCache maxEntries must be a positive integer, got ${maxEntries}`);
     }
     this.maxEntries = maxEntries;
-    this.#entries = new LruMap(maxEntries);
+    this.#entries = new ClockMap(maxEntries);
   }
 
   get size(): number {

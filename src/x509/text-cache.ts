@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 
-import { LruMap } from './lru-map.js';
+import { ClockMap } from './clock-map.js';
 
 /**
  * Maximum length, in UTF-16 units, of a text that a TextCache keeps. A device certificate
@@ -57,13 +57,13 @@ interface TextCacheEntry<V> {
 /**
  * Cache of values derived from texts of at most TEXT_CACHE_MAX_CHARS, such as a device's
  * certificate or XFCC value, which arrive unchanged on every request. It evicts by
- * LruMap's second-chance rule. An entry is found by its sampled key and then compared with the whole text, which costs
+ * ClockMap's second-chance rule. An entry is found by its sampled key and then compared with the whole text, which costs
  * far less than hashing all of it. Two texts with one key take turns in one entry. Only
  * values worth keeping belong here: a caller stores successes, so junk input cannot fill it
  * with its text.
  */
 export class TextCache<V> {
-  readonly #entries: LruMap<number, TextCacheEntry<V>>;
+  readonly #entries: ClockMap<number, TextCacheEntry<V>>;
   /** Counts of lookups that found their text and of lookups that did not, since construction. */
   readonly stats = { hits: 0, misses: 0 };
 
@@ -71,7 +71,7 @@ export class TextCache<V> {
     if (!Number.isInteger(maxEntries) || maxEntries < 1) {
       throw new RangeError(`TextCache maxEntries must be a positive integer, got ${maxEntries}`);
     }
-    this.#entries = new LruMap(maxEntries);
+    this.#entries = new ClockMap(maxEntries);
   }
 
   get size(): number {

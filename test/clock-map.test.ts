@@ -1,10 +1,10 @@
 import { expect } from 'chai';
 
-import { LruMap } from '../src/x509/lru-map.js';
+import { ClockMap } from '../src/x509/clock-map.js';
 
-describe('LruMap', function () {
-  it('evicts the least recently used entry', function () {
-    const map = new LruMap<string, number>(2);
+describe('ClockMap', function () {
+  it('evicts the unused entry', function () {
+    const map = new ClockMap<string, number>(2);
     map.set('a', 1);
     map.set('b', 2);
     expect(map.get('a')).to.equal(1);
@@ -17,7 +17,7 @@ describe('LruMap', function () {
   });
 
   it('replaces the value of a stored key', function () {
-    const map = new LruMap<string, number>(2);
+    const map = new ClockMap<string, number>(2);
     map.set('a', 1);
     map.set('a', 2);
     expect(map.size).to.equal(1);
@@ -25,7 +25,7 @@ describe('LruMap', function () {
   });
 
   it('gives a used entry a second chance', function () {
-    const map = new LruMap<string, number>(3);
+    const map = new ClockMap<string, number>(3);
     map.set('a', 1);
     map.set('b', 2);
     map.set('c', 3);
@@ -43,7 +43,7 @@ describe('LruMap', function () {
   });
 
   it('evicts when every entry is used', function () {
-    const map = new LruMap<string, number>(2);
+    const map = new ClockMap<string, number>(2);
     map.set('a', 1);
     map.set('b', 2);
     map.get('a');
@@ -57,7 +57,7 @@ describe('LruMap', function () {
   });
 
   it('never evicts an entry used often', function () {
-    const map = new LruMap<string, number>(8);
+    const map = new ClockMap<string, number>(8);
     map.set('hot', 0);
     for (let index = 1; index <= 200; index++) {
       map.set(`cold-${index}`, index);
@@ -70,7 +70,7 @@ describe('LruMap', function () {
   });
 
   it('clears every entry', function () {
-    const map = new LruMap<string, number>(2);
+    const map = new ClockMap<string, number>(2);
     map.set('a', 1);
     map.clear();
     expect(map.size).to.equal(0);
@@ -78,7 +78,7 @@ describe('LruMap', function () {
   });
 
   it('rejects a size that is not a positive integer', function () {
-    expect(() => new LruMap(0)).to.throw(RangeError, /maxEntries/);
-    expect(() => new LruMap(1.5)).to.throw(RangeError, /maxEntries/);
+    expect(() => new ClockMap(0)).to.throw(RangeError, /maxEntries/);
+    expect(() => new ClockMap(1.5)).to.throw(RangeError, /maxEntries/);
   });
 });
