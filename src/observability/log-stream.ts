@@ -4,6 +4,11 @@ import { fstatSync, writeSync } from 'node:fs';
 const CHUNK_BYTES = 512 * 1024;
 /** Bytes (counted as UTF-16 units, so about) buffered while the destination is slower than the logging; lines beyond are dropped and counted. */
 export const DEFAULT_MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
+/**
+ * Length of joined lines, in UTF-16 code units, at which they are encoded into the buffer. Encoding
+ * once per 64 KiB instead of once per line saved about 0.15 µs per Check in-process (2-core VM).
+ */
+const ENCODE_UNITS = 64 * 1024;
 /** Maximum time a line waits in the buffer before a write starts, in milliseconds. */
 export const FLUSH_INTERVAL_MS = 20;
 /**
@@ -32,8 +37,8 @@ const SYNC_FLUSH_TIMEOUT_MS = 3_000;
  * pino's own destination (sonic-boom 4) measures the whole pending string
  * again on every line while a write is in flight, which cost several µs per
  * line under load. Every write handed to libuv's thread pool also costs the
- * event loop several µs. Here a line costs one UTF-8 encode into a buffer,
- * and a batch one `write` system call.
+ * event loop several µs. Here lines are joined as a string and encoded into a
+ * buffer per 64 KiB, and a batch costs one `write` system call.
  *
  * Writes are synchronous, so lines keep their order and `flushSync` can write
  * the rest at exit without racing a write in flight. A full pipe does not
@@ -67,6 +72,8 @@ export class LogStream {
   /** Buffer that the next line is copied into, from `#offset` on: `#home` or what is left of a filled buffer. */
   #chunk: Buffer = this.#home;
   #offset = 0;
+  /** Lines not yet encoded into `#chunk`, joined. */
+  #text = '';
   #timer: NodeJS.Timeout | undefined;
   #immediate = false;
   /** Whether the last write met a full pipe, so the next one waits for RETRY_DELAY_MS. */
@@ -99,12 +106,10 @@ export class LogStream {
       this.#droppedTotal++;
       return true;
     }
-    // A UTF-16 code unit takes at most 3 bytes in UTF-8.
-    if (this.#offset + data.length * 3 > this.#chunk.length) {
-      this.#takeChunk();
-      this.#chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, data.length * 3));
+    this.#text += data;
+    if (this.#text.length >= ENCODE_UNITS) {
+      this.#encodeText();
     }
-    this.#offset += this.#chunk.write(data, this.#offset, 'utf8');
     this.#schedule(this.#pendingBytes() >= FLUSH_BYTES);
     return true;
   }
@@ -129,11 +134,27 @@ export class LogStream {
   }
 
   #pendingBytes(): number {
-    return this.#queuedBytes + this.#offset;
+    return this.#queuedBytes + this.#offset + this.#text.length;
   }
 
-  /** Moves the filled part of the current chunk to the queue; later lines go to the rest of the chunk. */
+  /** Encodes the joined lines into the current chunk, or into a new one when they may not fit. */
+  #encodeText(): void {
+    const text = this.#text;
+    if (text === '') {
+      return;
+    }
+    this.#text = '';
+    // A UTF-16 code unit takes at most 3 bytes in UTF-8.
+    if (this.#offset + text.length * 3 > this.#chunk.length) {
+      this.#takeChunk();
+      this.#chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, text.length * 3));
+    }
+    this.#offset += this.#chunk.write(text, this.#offset, 'utf8');
+  }
+
+  /** Moves the filled part of the current chunk, joined lines included, to the queue; later lines go to the rest of the chunk. */
   #takeChunk(): void {
+    this.#encodeText();
     if (this.#offset === 0) {
       return;
     }
