@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { Writable } from 'node:stream';
 import type { AllowDecision, Decision, DenyDecision } from '../src/auth/decision.js';
 import type { LogLevel } from '../src/config/schema.js';
-import { DecisionLog, jsonString, millisecondsText, type DecisionLogEntry } from '../src/observability/decision-log.js';
+import { DecisionLog, escapeJsonText, millisecondsText, type DecisionLogEntry } from '../src/observability/decision-log.js';
 import { createLogger } from '../src/observability/logger.js';
 import { fuzzParameters } from './helpers/fuzz.js';
 
@@ -309,16 +309,16 @@ describe('DecisionLog', () => {
     );
   });
 
-  it('jsonString matches JSON.stringify', () => {
+  it('escapeJsonText matches JSON.stringify', () => {
     const anyCodeUnit = fc.integer({ min: 0, max: 0xffff }).map((code) => String.fromCharCode(code));
     fc.assert(
       fc.property(fc.string({ unit: anyCodeUnit, maxLength: 40 }), (value) => {
-        expect(jsonString(value)).to.equal(JSON.stringify(value));
+        expect(`"${escapeJsonText(value)}"`).to.equal(JSON.stringify(value));
       }),
       fuzzParameters(),
     );
-    expect(jsonString('f81d4fae-7dec-11d0-a765-00a0c91e6bf6')).to.equal('"f81d4fae-7dec-11d0-a765-00a0c91e6bf6"');
-    expect(jsonString('a"b')).to.equal('"a\\"b"');
+    expect(escapeJsonText('f81d4fae-7dec-11d0-a765-00a0c91e6bf6')).to.equal('f81d4fae-7dec-11d0-a765-00a0c91e6bf6');
+    expect(escapeJsonText('a"b')).to.equal('a\\"b');
   });
 
   it('millisecondsText matches number formatting', () => {

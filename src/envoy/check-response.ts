@@ -1,7 +1,7 @@
 import type { Decision } from '../auth/decision.js';
 import type { RequestHeaders } from '../auth/request.js';
 import type { ServiceConfig } from '../config/schema.js';
-import type { CheckResponseMessage, HeaderValueOptionMessage } from './messages.js';
+import { OVERWRITE_IF_EXISTS_OR_ADD, type CheckResponseMessage, type HeaderValueOptionMessage } from './messages.js';
 
 /** gRPC status codes Envoy reads from CheckResponse.status. */
 const GRPC_OK = 0;
@@ -165,7 +165,7 @@ const APPEND_FALSE = Object.freeze({ value: false });
 
 /** Returns a header option that replaces the header; `key` must be lower-case. */
 function overwrite(key: string, value: string): HeaderValueOptionMessage {
-  return { header: { key, value }, append: APPEND_FALSE, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' };
+  return { header: { key, value }, append: APPEND_FALSE, append_action: OVERWRITE_IF_EXISTS_OR_ADD };
 }
 
 /** Percent-encodes a value that is not printable ASCII, so it is a valid header value. */

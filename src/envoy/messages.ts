@@ -30,10 +30,13 @@ export interface CheckRequestMessage {
   };
 }
 
+/** `HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD`, as the number protobufjs reads fastest. */
+export const OVERWRITE_IF_EXISTS_OR_ADD = 2;
+
 export interface HeaderValueOptionMessage {
   header: { key: string; value: string };
   append: { value: boolean };
-  append_action: 'OVERWRITE_IF_EXISTS_OR_ADD';
+  append_action: typeof OVERWRITE_IF_EXISTS_OR_ADD;
 }
 
 /** google.protobuf.Struct in proto-loader's object form. */
