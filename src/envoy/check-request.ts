@@ -14,10 +14,11 @@ export function toAuthRequest(message: CheckRequestMessage): AuthRequest {
   let headerBytes = 0;
   let headerCount = 0;
 
-  // Object.keys rather than Object.entries: no [name, value] array per header on every Check.
+  // for-in reads each value through the map's own key cache, where `headerMap[name]` after Object.keys took
+  // a generic keyed lookup per header. The decoded map is a plain object, so no key is inherited.
   const headerMap = http.headers ?? {};
   let lowerCase = true;
-  for (const name of Object.keys(headerMap)) {
+  for (const name in headerMap) {
     headerBytes += name.length + headerMap[name].length;
     headerCount++;
     if (lowerCase && !isLowerCase(name)) {
