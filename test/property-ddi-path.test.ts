@@ -72,6 +72,24 @@ const mutatedDdiPath: fc.Arbitrary<string> = fc
   .tuple(ddiPath, stringEdits(fc.oneof(fc.constantFrom(...PATH_TOKENS), anyString(3))))
   .map(([generated, edits]) => applyEdits(generated.path, edits));
 
+/** A literal path segment, now and then empty or a dot segment. */
+const literalSegment = fc.oneof(
+  { arbitrary: fc.constantFrom('T', 'd', 'x.y', '.x', 'x..', 't'.repeat(41)), weight: 4 },
+  { arbitrary: fc.constantFrom('', '.', '..'), weight: 1 },
+);
+
+/** DDI-shaped paths of literal segments, with each part now and then replaced, empty or a dot segment. */
+const literalDdiLikePath: fc.Arbitrary<string> = fc
+  .record({
+    tenant: literalSegment,
+    controller: fc.oneof({ arbitrary: fc.constant('controller'), weight: 4 }, { arbitrary: literalSegment, weight: 1 }),
+    version: fc.oneof({ arbitrary: fc.constant('v1'), weight: 4 }, { arbitrary: literalSegment, weight: 1 }),
+    controllerId: literalSegment,
+    rest: fc.array(literalSegment, { maxLength: 3 }),
+    end: fc.constantFrom('', '/', '//', '/.', '/..', '?a=1', '?a/./b', '/?a=1'),
+  })
+  .map(({ tenant, controller, version, controllerId, rest, end }) => `/${[tenant, controller, version, controllerId, ...rest].join('/')}${end}`);
+
 /** Arbitrary strings, strings of path tokens, and DDI paths, mostly mutated. */
 const anyTarget: fc.Arbitrary<string> = fc.oneof(
   { arbitrary: anyString(300), weight: 2 },
@@ -198,6 +216,17 @@ describe('DDI path parser properties', () => {
           target: { tenant: generated.tenant, tenantKey: generated.tenant.toUpperCase(), controllerId: generated.controllerId },
         });
         checkResult(result, generated.path);
+      }),
+      fuzzParameters(),
+    );
+  });
+
+  it('reads literal paths as segment by segment', () => {
+    // Without a percent sign, the shortcut for the usual DDI path applies, and it must agree with the general reading.
+    const literalTarget = fc.oneof(literalDdiLikePath, anyTarget.map((target) => target.replaceAll('%', '')));
+    fc.assert(
+      fc.property(literalTarget, (target) => {
+        expect(parseDdiPath(target), target).to.deep.equal(parseDdiPath(target, false));
       }),
       fuzzParameters(),
     );

@@ -37,7 +37,12 @@ const SEMICOLON = 0x3b;
 const NUMBER_SIGN = 0x23;
 const PERCENT_SIGN = 0x25;
 
-export function parseDdiPath(rawTarget: string): DdiPathResult {
+/**
+ * Parses a request target. With `literalShortcut` off, every path is read
+ * segment by segment: the reference that the tests compare the shortcut for
+ * paths without percent-encoding with.
+ */
+export function parseDdiPath(rawTarget: string, literalShortcut = true): DdiPathResult {
   if (rawTarget.length > PATH_MAX_BYTES) {
     return { ok: false, reason: 'path_not_canonical' };
   }
@@ -61,6 +66,12 @@ export function parseDdiPath(rawTarget: string): DdiPathResult {
   }
   if (percentEncoded && FORBIDDEN_ENCODINGS.test(path)) {
     return { ok: false, reason: 'path_not_canonical' };
+  }
+  if (!percentEncoded && literalShortcut) {
+    const result = literalDdiPath(path);
+    if (result !== undefined) {
+      return result;
+    }
   }
 
   const segments = pathSegments(path);
@@ -109,6 +120,48 @@ export function parseDdiPath(rawTarget: string): DdiPathResult {
     return { ok: false, reason: 'controller_id_invalid' };
   }
   return { ok: true, target: { tenant, tenantKey: tenant.toUpperCase(), controllerId } };
+}
+
+/** The literal segments between tenant and controller id, with their slashes. */
+const DDI_LITERALS = 'controller/v1/';
+
+/**
+ * Reads the usual DDI path, `/{tenant}/controller/v1/{controllerId}` with
+ * literal characters only, without splitting it into segments: a device's
+ * poll then costs no array and no slice per segment. Returns undefined for
+ * every other form, which the segment-by-segment reading decides, so that
+ * each reason keeps its precedence. `path` passed the raw-character rules.
+ */
+function literalDdiPath(path: string): DdiPathResult | undefined {
+  const tenantEnd = path.indexOf('/', 1);
+  if (tenantEnd === -1 || !path.startsWith(DDI_LITERALS, tenantEnd + 1)) {
+    return undefined;
+  }
+  const idStart = tenantEnd + 1 + DDI_LITERALS.length;
+  const idEnd = path.indexOf('/', idStart);
+  const tenant = path.slice(1, tenantEnd);
+  const controllerId = idEnd === -1 ? path.slice(idStart) : path.slice(idStart, idEnd);
+  if (isEmptyOrDots(tenant) || isEmptyOrDots(controllerId)) {
+    return undefined;
+  }
+  // After the controller id, only a single trailing `/` or segments that are neither empty nor dots.
+  if (idEnd !== -1 && idEnd !== path.length - 1) {
+    if (path.includes('//', idEnd) || path.includes('/./', idEnd) || path.includes('/../', idEnd) || path.endsWith('/.') || path.endsWith('/..')) {
+      return undefined;
+    }
+  }
+  // Literal characters are printable ASCII, one code point each.
+  if (tenant.length > TENANT_MAX_LENGTH) {
+    return { ok: false, reason: 'tenant_invalid' };
+  }
+  if (controllerId.length > CONTROLLER_ID_MAX_LENGTH) {
+    return { ok: false, reason: 'controller_id_invalid' };
+  }
+  return { ok: true, target: { tenant, tenantKey: tenant.toUpperCase(), controllerId } };
+}
+
+function isEmptyOrDots(segment: string): boolean {
+  return segment === '' || segment === '.' || segment === '..';
 }
 
 /**
