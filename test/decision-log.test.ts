@@ -152,6 +152,21 @@ describe('DecisionLog', () => {
     expect(record.msg).to.equal('deny');
   });
 
+  it('keeps fields per decision', () => {
+    const { capture, decisionLog } = setup('info');
+    const otherStatus: DenyDecision = { ...DENY, httpStatus: 403 };
+    const otherMethod: DenyDecision = { ...DENY, method: 'target-token' };
+
+    for (const decision of [DENY, otherStatus, otherMethod, ALLOW, DENY]) {
+      decisionLog.write('info', entry(decision));
+    }
+
+    const records = capture.records();
+    expect(records.map((record) => record.httpStatus)).to.deep.equal([401, 403, 401, 200, 401]);
+    expect(records.map((record) => record.method)).to.deep.equal(['gateway-token', 'gateway-token', 'target-token', 'target-token', 'gateway-token']);
+    expect(records.map((record) => record.result)).to.deep.equal(['deny', 'deny', 'deny', 'allow', 'deny']);
+  });
+
   it('omits absent deny fields', () => {
     const { capture, decisionLog } = setup('info');
     const decision: DenyDecision = { kind: 'deny', httpStatus: 403, reason: 'path_not_ddi' };

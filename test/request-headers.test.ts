@@ -80,6 +80,18 @@ describe('toAuthRequest headers', () => {
     expect(request.headerBytes).to.equal('x-request-id'.length + 'req-7'.length + 'authorization'.length + 'TargetToken raw'.length);
   });
 
+  it('counts only own header names', () => {
+    const prototype = Object.prototype as Record<string, unknown>;
+    prototype.injected = 'value';
+    try {
+      const request = toAuthRequest(checkRequest({ path: '/T/controller/v1/d', headers: { host: 'h' } }));
+      expect(request.headerCount).to.equal(1);
+      expect(request.headerBytes).to.equal('host'.length + 'h'.length);
+    } finally {
+      delete prototype.injected;
+    }
+  });
+
   it('takes the path from the pseudo-header', () => {
     const request = toAuthRequest(checkRequest({ headers: { ':path': '/T/controller/v1/d' } }));
     expect(request.path).to.equal('/T/controller/v1/d');

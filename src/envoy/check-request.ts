@@ -15,10 +15,13 @@ export function toAuthRequest(message: CheckRequestMessage): AuthRequest {
   let headerCount = 0;
 
   // for-in reads each value through the map's own key cache, where `headerMap[name]` after Object.keys took
-  // a generic keyed lookup per header. The decoded map is a plain object, so no key is inherited.
+  // a generic keyed lookup per header. Only own keys count, in case something added one to Object.prototype.
   const headerMap = http.headers ?? {};
   let lowerCase = true;
   for (const name in headerMap) {
+    if (!Object.hasOwn(headerMap, name)) {
+      continue;
+    }
     headerBytes += name.length + headerMap[name].length;
     headerCount++;
     if (lowerCase && !isLowerCase(name)) {

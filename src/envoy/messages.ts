@@ -1,6 +1,6 @@
 /**
  * Shapes of the Envoy messages as @grpc/proto-loader decodes and encodes them
- * (`keepCase: true`, enums as names, bytes as Buffer). Only the fields this
+ * (`keepCase: true`, enums as numbers, bytes as Buffer). Only the fields this
  * service reads or writes are listed.
  */
 

@@ -44,8 +44,8 @@ export class DecisionLog {
   #startTime = '';
   #startLevel: LogLevel | '' = '';
   #startText = '';
-  /** The fields that `#outcome` returns, by method (empty when none) and deny reason (empty for an allow). */
-  readonly #outcomes = new Map<string, Map<string, string>>();
+  /** The fields that `#outcome` returns, with the HTTP status they name, by method (empty when none) and deny reason (empty for an allow). */
+  readonly #outcomes = new Map<string, Map<string, { httpStatus: number; text: string }>>();
 
   constructor(logger: Logger) {
     this.#logger = logger;
@@ -95,19 +95,22 @@ export class DecisionLog {
   #outcome(decision: Decision): string {
     const method = decision.method ?? '';
     const reason = decision.kind === 'deny' ? decision.reason : '';
+    const httpStatus = decision.kind === 'deny' ? decision.httpStatus : 200;
     let byReason = this.#outcomes.get(method);
     if (byReason === undefined) {
       byReason = new Map();
       this.#outcomes.set(method, byReason);
     }
-    let text = byReason.get(reason);
-    if (text === undefined) {
+    let cached = byReason.get(reason);
+    // A reason has one status, but the type allows others, and a line must never carry another decision's.
+    if (cached === undefined || cached.httpStatus !== httpStatus) {
       const methodField = method === '' ? '' : `,"method":"${method}"`;
-      const statusFields = decision.kind === 'deny' ? `,"reason":"${decision.reason}","httpStatus":${decision.httpStatus}` : ',"httpStatus":200';
-      text = ['"', methodField, ',"result":"', decision.kind, '"', statusFields, ',"durationMs":'].join('');
-      byReason.set(reason, text);
+      const reasonField = reason === '' ? '' : `,"reason":"${reason}"`;
+      const text = ['"', methodField, ',"result":"', decision.kind, '"', reasonField, ',"httpStatus":', String(httpStatus), ',"durationMs":'].join('');
+      cached = { httpStatus, text };
+      byReason.set(reason, cached);
     }
-    return text;
+    return cached.text;
   }
 
   /** Returns the current time as ISO 8601. `Date.toISOString` runs once per second and the milliseconds are appended. */

@@ -101,6 +101,11 @@ export class LogStream {
 
   /** Queues one or more complete lines. Always returns true: when too much is buffered, the line is dropped instead. */
   write(data: string): boolean {
+    // Joined lines count one byte per UTF-16 unit until encoded, and a unit takes up to 3. Near the
+    // limit they are encoded first, so that lines are dropped by their encoded size.
+    if (this.#pendingBytes() + 2 * this.#text.length + data.length > this.#maxBufferedBytes) {
+      this.#encodeText();
+    }
     if (this.#pendingBytes() + data.length > this.#maxBufferedBytes) {
       this.#droppedSinceReport++;
       this.#droppedTotal++;
