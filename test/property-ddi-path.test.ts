@@ -221,7 +221,7 @@ describe('DDI path parser properties', () => {
     );
   });
 
-  it('reads literal paths as segment by segment', () => {
+  it('literal shortcut matches segment reading', () => {
     // Without a percent sign, the shortcut for the usual DDI path applies, and it must agree with the general reading.
     const literalTarget = fc.oneof(literalDdiLikePath, anyTarget.map((target) => target.replaceAll('%', '')));
     fc.assert(

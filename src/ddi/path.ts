@@ -38,9 +38,9 @@ const NUMBER_SIGN = 0x23;
 const PERCENT_SIGN = 0x25;
 
 /**
- * Parses a request target. With `literalShortcut` off, every path is read
- * segment by segment: the reference that the tests compare the shortcut for
- * paths without percent-encoding with.
+ * Parses a request target. Turning `literalShortcut` off makes it read every
+ * path segment by segment, the reference reading that the tests compare the
+ * shortcut for paths without percent-encoding with.
  */
 export function parseDdiPath(rawTarget: string, literalShortcut = true): DdiPathResult {
   if (rawTarget.length > PATH_MAX_BYTES) {
@@ -110,9 +110,12 @@ export function parseDdiPath(rawTarget: string, literalShortcut = true): DdiPath
     return { ok: false, reason: 'path_not_ddi' };
   }
 
-  const tenant = decoded[0];
-  const controllerId = decoded[3];
-  // Literal characters are printable ASCII (checked above), so only decoded ones can be whitespace or control.
+  return identifiersResult(decoded[0], decoded[3], percentEncoded);
+}
+
+/** Checks the decoded tenant and controller id against hawkBit's rules and returns the target they name. */
+function identifiersResult(tenant: string, controllerId: string, percentEncoded: boolean): DdiPathResult {
+  // Literal characters are printable ASCII (checked before), so only decoded ones can be whitespace or control.
   if (exceedsCodePoints(tenant, TENANT_MAX_LENGTH) || (percentEncoded && WHITESPACE_OR_CONTROL.test(tenant))) {
     return { ok: false, reason: 'tenant_invalid' };
   }
@@ -150,14 +153,7 @@ function literalDdiPath(path: string): DdiPathResult | undefined {
       return undefined;
     }
   }
-  // Literal characters are printable ASCII, one code point each.
-  if (tenant.length > TENANT_MAX_LENGTH) {
-    return { ok: false, reason: 'tenant_invalid' };
-  }
-  if (controllerId.length > CONTROLLER_ID_MAX_LENGTH) {
-    return { ok: false, reason: 'controller_id_invalid' };
-  }
-  return { ok: true, target: { tenant, tenantKey: tenant.toUpperCase(), controllerId } };
+  return identifiersResult(tenant, controllerId, false);
 }
 
 function isEmptyOrDots(segment: string): boolean {

@@ -30,7 +30,7 @@ export interface CheckRequestMessage {
   };
 }
 
-/** `HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD`, as the number protobufjs reads fastest. */
+/** `HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD` as a number, the form decoded responses have. */
 export const OVERWRITE_IF_EXISTS_OR_ADD = 2;
 
 export interface HeaderValueOptionMessage {

@@ -44,7 +44,7 @@ export class DecisionLog {
   #startTime = '';
   #startLevel: LogLevel | '' = '';
   #startText = '';
-  /** The fields that `#outcome` returns, with the HTTP status they name, by method (empty when none) and deny reason (empty for an allow). */
+  /** Outcome fields that `#outcome` returns, with the HTTP status they name, by method and deny reason (each empty when absent). */
   readonly #outcomes = new Map<string, Map<string, { httpStatus: number; text: string }>>();
 
   constructor(logger: Logger) {
@@ -102,7 +102,7 @@ export class DecisionLog {
       this.#outcomes.set(method, byReason);
     }
     let cached = byReason.get(reason);
-    // A reason has one status, but the type allows others, and a line must never carry another decision's.
+    // deny() gives each reason one status, but the type allows any, so cached text is reused only for the same status.
     if (cached === undefined || cached.httpStatus !== httpStatus) {
       const methodField = method === '' ? '' : `,"method":"${method}"`;
       const reasonField = reason === '' ? '' : `,"reason":"${reason}"`;

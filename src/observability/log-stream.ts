@@ -72,7 +72,7 @@ export class LogStream {
   /** Buffer that the next line is copied into, from `#offset` on: `#home` or what is left of a filled buffer. */
   #chunk: Buffer = this.#home;
   #offset = 0;
-  /** Lines not yet encoded into `#chunk`, joined. */
+  /** Text of the lines not yet encoded into `#chunk`. */
   #text = '';
   #timer: NodeJS.Timeout | undefined;
   #immediate = false;
@@ -157,7 +157,7 @@ export class LogStream {
     this.#offset += this.#chunk.write(text, this.#offset, 'utf8');
   }
 
-  /** Moves the filled part of the current chunk, joined lines included, to the queue; later lines go to the rest of the chunk. */
+  /** Moves the filled part of the current chunk, joined lines included, to the queue. Later lines go to the rest of the chunk. */
   #takeChunk(): void {
     this.#encodeText();
     if (this.#offset === 0) {
