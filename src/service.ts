@@ -33,7 +33,7 @@ export interface ServiceHandle {
   logger: Logger;
   store: TenantStore;
   metrics: Metrics | undefined;
-  /** The configuration in force. */
+  /** The configuration in force, without the tenants' targets and gateway keys, which the store holds as digests. */
   config(): ServiceConfig;
   /**
    * Applies a new configuration without dropping calls: calls in flight finish
@@ -89,9 +89,9 @@ export function createRuntime(config: ServiceConfig, store: TenantStore, digeste
 /** Composes store, pipeline, gRPC server and HTTP server, and starts them. */
 export async function createService(initial: ServiceConfig, options: ServiceOptions = {}): Promise<ServiceHandle> {
   const logger = options.logger ?? createLogger(initial.log.level, logDestination(initial.log.destination));
-  let config = initial;
-  const digester = new TokenDigester(config.tokenDigestKey);
-  let store = await createStore(config, digester, logger);
+  const digester = new TokenDigester(initial.tokenDigestKey);
+  let store = await createStore(initial, digester, logger);
+  let config = keptConfig(initial);
   const metrics = config.metrics.enabled ? new Metrics({ version: packageVersion(), tenantLabel: config.metrics.tenantLabel }) : undefined;
   const limiter = await createFailureLimiter(config, logger);
   let runtime = createRuntime(config, store, digester, metrics, limiter);
@@ -158,7 +158,7 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
   const reload = async (next: ServiceConfig): Promise<string[]> => {
     const kept = restartOnlyChanges(config, next);
     // Keys that need a restart keep their running values.
-    const applied: ServiceConfig = {
+    const applied: ServiceConfig = keptConfig({
       ...next,
       workers: config.workers,
       grpc: config.grpc,
@@ -167,10 +167,10 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
       metrics: config.metrics,
       tokenDigestKey: config.tokenDigestKey,
       log: { ...next.log, destination: config.log.destination },
-    };
+    });
     let nextStore = store;
     if (applied.store.type === 'memory') {
-      nextStore = new MemoryStore(applied.tenants, digester);
+      nextStore = new MemoryStore(next.tenants, digester);
     }
     limiter.configure(applied.rateLimit, applied.ddi.certificate.trustedProxies);
     runtime = createRuntime(applied, nextStore, digester, metrics, limiter);
@@ -203,6 +203,20 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
   };
 
   return { grpcAddress, httpAddress, logger, get store() { return store; }, metrics, config: () => config, reload, stop };
+}
+
+/**
+ * Returns the configuration without the tenants' targets and gateway keys, which the store keeps as
+ * digests. Plain-text secrets then leave memory, and each full garbage collection marks fewer objects.
+ */
+function keptConfig(config: ServiceConfig): ServiceConfig {
+  const tenants = Object.fromEntries(
+    Object.entries(config.tenants).map(([name, entry]) => {
+      const { [TENANT_CONFIG_KEYS.gatewayTokenKey]: _gatewayKey, ...settings } = entry.config;
+      return [name, { ...entry, config: settings, targets: new Map() }];
+    }),
+  );
+  return { ...config, tenants };
 }
 
 /**

@@ -846,7 +846,8 @@ tenants:
       await withToken(`reload-${i}`, 'wrong-guess', guesser);
     }
     expect(outcome(await withToken('device-02', TOKEN, guesser)).http).to.equal(429);
-    const next = { ...service.handle.config(), rateLimit: { ...service.handle.config().rateLimit, perSource: { maxFailures: 6, windowMs: 86_400_000 } } };
+    // The file's configuration, targets included: the service keeps its own without them.
+    const next = { ...service.config, rateLimit: { ...service.config.rateLimit, perSource: { maxFailures: 6, windowMs: 86_400_000 } } };
     await service.handle.reload(next);
     expect(outcome(await withToken('device-02', TOKEN, guesser)).grpc).to.equal(0);
     await withToken('reload-x', 'wrong-guess', guesser);

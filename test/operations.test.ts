@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -403,3 +404,49 @@ async function waitFor(condition: () => Promise<boolean>, timeoutMs: number): Pr
   }
   throw new Error(`condition not met within ${timeoutMs} ms`);
 }
+
+describe('secrets in memory', function () {
+  this.timeout(60_000);
+
+  it('keeps no configured secret in memory', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hawkbit-ext-authz-heap-'));
+    const presentedToken = randomBytes(16).toString('hex');
+    const unusedToken = randomBytes(16).toString('hex');
+    const gatewayKey = `gateway-${randomBytes(16).toString('hex')}`;
+    const path = join(dir, 'config.yaml');
+    writeFileSync(
+      path,
+      `grpc: { address: "127.0.0.1:0" }
+http: { address: "127.0.0.1:0" }
+ddi: { certificate: { trustedProxies: ["198.51.100.0/24"] } }
+tenants:
+  DEFAULT:
+    config:
+      authentication.targettoken.enabled: true
+      authentication.gatewaytoken.enabled: true
+      authentication.gatewaytoken.key: "${gatewayKey}"
+    targets:
+      device-in-use: { securityToken: "${presentedToken}" }
+      device-never-polled-0123: { securityToken: "${unusedToken}" }
+`,
+    );
+    const serve = await startServe(['--config', path], { NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${dir}` });
+    try {
+      const check = (controllerId: string, authorization: string) =>
+        runCliAsync(['check', '--address', serve.grpcAddress, '--path', `/DEFAULT/controller/v1/${controllerId}`, '--header', `Authorization: ${authorization}`]);
+      expect((await check('device-in-use', `TargetToken ${presentedToken}`)).status, 'target token').to.equal(0);
+      serve.child.kill('SIGUSR2');
+      // The snapshot is written on the event loop, so the answer to the next Check comes after it.
+      expect((await check('any-device', `GatewayToken ${gatewayKey}`)).status, 'gateway key').to.equal(0);
+      const file = readdirSync(dir).find((name) => name.endsWith('.heapsnapshot'));
+      expect(file, 'heap snapshot written').to.not.equal(undefined);
+      const snapshot = readFileSync(join(dir, file!), 'utf8');
+      expect(snapshot, 'the store keeps controller ids, so the search finds strings').to.include('device-never-polled-0123');
+      expect(snapshot.includes(unusedToken), 'token of a target that never authenticated').to.equal(false);
+      expect(snapshot.includes(gatewayKey.slice('gateway-'.length)), 'gateway key').to.equal(false);
+    } finally {
+      await serve.terminate();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -80,13 +80,35 @@ export function parseYaml(text: string, source: string): { ok: true; document: u
   }
 }
 
+/**
+ * Replaces every string of a parsed YAML document with a copy, in place. js-yaml's strings are slices
+ * of the file's text, so one kept value kept the whole file, every token in it, in memory.
+ */
+function ownStrings(value: unknown): unknown {
+  if (typeof value === 'string') {
+    // JSON escapes lone surrogates and reads them back, so every code unit survives the copy.
+    return JSON.parse(JSON.stringify(value)) as string;
+  }
+  if (Array.isArray(value)) {
+    for (let index = 0; index < value.length; index++) {
+      value[index] = ownStrings(value[index]);
+    }
+  } else if (typeof value === 'object' && value !== null) {
+    const entries = value as Record<string, unknown>;
+    for (const key of Object.keys(entries)) {
+      entries[key] = ownStrings(entries[key]);
+    }
+  }
+  return value;
+}
+
 /** Parses and validates configuration text; `source` names it in errors and resolves relative secret files. */
 export function parseConfig(text: string, source: string, options: LoadOptions = {}): ServiceConfig {
   const parsed = parseYaml(text, source);
   if (!parsed.ok) {
     throw new ConfigError(source, [parsed.problem]);
   }
-  const document = parsed.document;
+  const document = ownStrings(parsed.document);
   const reader = new ConfigReader(options.env ?? process.env, dirname(source));
   const config = readConfig(reader, document, source);
   if (reader.problems.length > 0) {
