@@ -1,4 +1,7 @@
 import { expect } from 'chai';
+import fc from 'fast-check';
+import { headerSafe } from '../src/envoy/check-response.js';
+import { fuzzParameters } from './helpers/fuzz.js';
 import { envoyRawHeaderRequest, envoyRequest, outcome, setHeaders, startService, type RunningService } from './helpers/service.js';
 
 const TOKEN = '4a7c1e9b2d3f40a6b8c0d2e4f6a8b0c2';
@@ -168,5 +171,18 @@ ${tenants}`);
       const last = service.log.records.at(-1) ?? {};
       expect(last).to.include({ result: 'deny', reason: 'token_mismatch', mode: 'audit' });
     });
+  });
+});
+
+describe('headerSafe', () => {
+  it('percent-encodes exactly the values that are not printable ASCII', () => {
+    const unit = fc.constantFrom('a', 'Z', '0', '~', '!', ' ', '\t', '\u007f', '\u0000', 'é', 'ä', '\u00a0', '€', '😀', '%');
+    fc.assert(
+      fc.property(fc.string({ unit, maxLength: 12 }), (value) => {
+        const printable = /^[\x21-\x7e]*$/.test(value);
+        expect(headerSafe(value)).to.equal(printable ? value : encodeURIComponent(value));
+      }),
+      fuzzParameters(),
+    );
   });
 });

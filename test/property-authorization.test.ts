@@ -121,6 +121,14 @@ describe('Authorization parser properties', () => {
     );
   });
 
+  it('rejects non-ASCII scheme and token characters', () => {
+    // Each of these code units is an allowed ASCII character plus a multiple of 128.
+    for (const value of ['TargetTok\u00e5n abc', 'TargetToken ab\u00e4c', 'TargetToken abc\u0141', 'TargetToken \u2d41bc', 'Target\u00f4oken abc']) {
+      const parsed = parseAuthorization(buildHeaders({ authorization: [['authorization', value]], others: [] }));
+      expect(parsed, JSON.stringify(value)).to.deep.equal({ kind: 'invalid', reason: 'authorization_malformed' });
+    }
+  });
+
   it('rejects any value with a comma', () => {
     fc.assert(
       fc.property(fc.oneof(validCredentials.map((credentials) => credentials.value), authorizationValue), fc.nat(), fc.string({ maxLength: 3 }), (value, position, extra) => {

@@ -170,5 +170,11 @@ function overwrite(key: string, value: string): HeaderValueOptionMessage {
 
 /** Percent-encodes a value that is not printable ASCII, so it is a valid header value. */
 export function headerSafe(value: string): string {
-  return /^[\x21-\x7e]*$/.test(value) ? value : encodeURIComponent(value);
+  for (let index = 0; index < value.length; index++) {
+    const code = value.charCodeAt(index);
+    if (code < 0x21 || code > 0x7e) {
+      return encodeURIComponent(value);
+    }
+  }
+  return value;
 }

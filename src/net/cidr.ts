@@ -1,7 +1,13 @@
 import { BlockList, isIP } from 'node:net';
 
+const COLON = 0x3a;
+
 /** Converts an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) to plain IPv4; other addresses pass unchanged. */
 export function normalizeIp(address: string): string {
+  // The mapped form starts with a colon and no IPv4 address does, so an IPv4 source skips the regular expression.
+  if (address.charCodeAt(0) !== COLON) {
+    return address;
+  }
   const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
   return mapped ? mapped[1] : address;
 }
