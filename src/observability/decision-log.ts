@@ -134,21 +134,15 @@ export class DecisionLog {
 const LINE_ENDS = { allow: ',"msg":"allow"}\n', deny: ',"msg":"deny"}\n' } as const;
 const AUDIT_LINE_ENDS = { allow: ',"mode":"audit","msg":"allow"}\n', deny: ',"mode":"audit","msg":"deny"}\n' } as const;
 
+/** Characters that JSON.stringify may escape: `"`, `\`, control characters, and surrogates when they are lone. */
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
 /**
  * Returns a string as JSON.stringify writes it between the quotes, without
- * calling it for strings that need no escaping. Such a string has no `"`, no
- * `\`, no control character and no surrogate, which JSON.stringify escapes when
- * lone. A loop over the codes cost about a third of the instructions of a
- * regular expression test on a request id, counted with callgrind.
+ * calling it for strings that need no escaping.
  */
 export function escapeJsonText(value: string): string {
-  for (let index = 0; index < value.length; index++) {
-    const code = value.charCodeAt(index);
-    if (code < 0x20 || code === 0x22 || code === 0x5c || (code >= 0xd800 && code <= 0xdfff)) {
-      return JSON.stringify(value).slice(1, -1);
-    }
-  }
-  return value;
+  return NEEDS_ESCAPE.test(value) ? JSON.stringify(value).slice(1, -1) : value;
 }
 
 /**
