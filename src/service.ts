@@ -6,7 +6,7 @@ import { GatewayTokenAuthenticator } from './auth/gateway-token.js';
 import { AuthPipeline } from './auth/pipeline.js';
 import { TargetTokenAuthenticator } from './auth/target-token.js';
 import { parseListenAddress, type ListenAddress } from './config/address.js';
-import type { ServiceConfig } from './config/schema.js';
+import type { RunningConfig, ServiceConfig } from './config/schema.js';
 import { createCheckHandler, type CheckRuntime } from './envoy/check-handler.js';
 import { CheckResponseBuilder } from './envoy/check-response.js';
 import { HealthService } from './envoy/health.js';
@@ -33,8 +33,8 @@ export interface ServiceHandle {
   logger: Logger;
   store: TenantStore;
   metrics: Metrics | undefined;
-  /** The configuration in force, without the tenants' targets and gateway keys, which the store holds as digests. */
-  config(): ServiceConfig;
+  /** The configuration in force, without the tenants' targets and gateway keys, which the store keeps as digests. */
+  config(): RunningConfig;
   /**
    * Applies a new configuration without dropping calls: calls in flight finish
    * on the old one. Keys that need a restart (addresses, TLS, store, metrics)
@@ -50,7 +50,7 @@ export interface ServiceHandle {
 }
 
 /** Builds the authenticators in hawkBit's order: certificate, target token, gateway token. */
-export function createAuthenticators(config: ServiceConfig, digester: TokenDigester): Authenticator[] {
+export function createAuthenticators(config: RunningConfig, digester: TokenDigester): Authenticator[] {
   return [
     new CertificateAuthenticator(config.ddi.certificate, config.limits),
     new TargetTokenAuthenticator(config.ddi.targetToken.enabled, digester),
@@ -62,7 +62,7 @@ export function createAuthenticators(config: ServiceConfig, digester: TokenDiges
  * Builds the failure limiter once per service, so reloads keep its counts.
  * With the Redis store it shares counts through its own Redis connection.
  */
-async function createFailureLimiter(config: ServiceConfig, logger: Logger): Promise<FailureLimiter> {
+async function createFailureLimiter(config: RunningConfig, logger: Logger): Promise<FailureLimiter> {
   let shared: FailureCountStore | undefined;
   if (config.store.type === 'redis') {
     const { RedisFailureCounts } = await import('./store/redis-failure-counters.js');
@@ -73,7 +73,7 @@ async function createFailureLimiter(config: ServiceConfig, logger: Logger): Prom
   return new FailureLimiter(config.rateLimit, config.ddi.certificate.trustedProxies, { shared, logger });
 }
 
-export function createRuntime(config: ServiceConfig, store: TenantStore, digester: TokenDigester, metrics: Metrics | undefined, limiter: FailureLimiter): CheckRuntime {
+export function createRuntime(config: RunningConfig, store: TenantStore, digester: TokenDigester, metrics: Metrics | undefined, limiter: FailureLimiter): CheckRuntime {
   const authenticators = createAuthenticators(config, digester);
   const certificate = authenticators.find((authenticator) => authenticator instanceof CertificateAuthenticator) as CertificateAuthenticator;
   metrics?.addCache('certificate', () => certificate.cacheStats);
@@ -158,7 +158,7 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
   const reload = async (next: ServiceConfig): Promise<string[]> => {
     const kept = restartOnlyChanges(config, next);
     // Keys that need a restart keep their running values.
-    const applied: ServiceConfig = keptConfig({
+    const applied: RunningConfig = keptConfig({
       ...next,
       workers: config.workers,
       grpc: config.grpc,
@@ -209,14 +209,26 @@ export async function createService(initial: ServiceConfig, options: ServiceOpti
  * Returns the configuration without the tenants' targets and gateway keys, which the store keeps as
  * digests. Plain-text secrets then leave memory, and each full garbage collection marks fewer objects.
  */
-function keptConfig(config: ServiceConfig): ServiceConfig {
+function keptConfig(config: ServiceConfig): RunningConfig {
   const tenants = Object.fromEntries(
     Object.entries(config.tenants).map(([name, entry]) => {
+      const { targets: _targets, ...kept } = entry;
       const { [TENANT_CONFIG_KEYS.gatewayTokenKey]: _gatewayKey, ...settings } = entry.config;
-      return [name, { ...entry, config: settings, targets: new Map() }];
+      return [name, { ...kept, config: settings }];
     }),
   );
   return { ...config, tenants };
+}
+
+/**
+ * Removes the tenants' targets and gateway keys from a configuration in place,
+ * for a process that serves no Check but keeps a reference to it while it runs.
+ */
+export function forgetTenantSecrets(config: ServiceConfig): void {
+  for (const entry of Object.values(config.tenants)) {
+    entry.targets.clear();
+    delete entry.config[TENANT_CONFIG_KEYS.gatewayTokenKey];
+  }
 }
 
 /**
@@ -224,7 +236,7 @@ function keptConfig(config: ServiceConfig): ServiceConfig {
  * trust one issuer hash from different or unpinned CA keys, or that enable
  * certificate authentication with nothing to trust.
  */
-function reportTenantTrustProblems(config: ServiceConfig, logger: Logger, metrics: Metrics | undefined): void {
+function reportTenantTrustProblems(config: RunningConfig, logger: Logger, metrics: Metrics | undefined): void {
   const tenants = Object.entries(config.tenants).map(([name, entry]) => {
     const authority = entry.config[TENANT_CONFIG_KEYS.headerAuthority];
     return { name, headerAuthority: typeof authority === 'string' ? parseAuthorityList(authority) : [], pinnedCaPems: entry.caCertificates };
@@ -258,7 +270,7 @@ function reportConflicts(conflicts: IssuerHashConflict[], logger: Logger, metric
  * HTTP/2 connections, so the stream limit is per connection and generous.
  * Keepalive pings find connections whose peer went away without closing them.
  */
-export function serverOptions(config: ServiceConfig): grpc.ServerOptions {
+export function serverOptions(config: RunningConfig): grpc.ServerOptions {
   return {
     // Channelz is a debugging service this server does not expose; its per-call bookkeeping showed in the CPU profile.
     'grpc.enable_channelz': 0,

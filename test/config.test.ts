@@ -137,4 +137,8 @@ describe('configuration errors', () => {
     expect(message).to.match(/not valid YAML at line \d+, column \d+/);
     expect(message).not.to.include('S3CR3T');
   });
+
+  it('names the value in a recursive alias', () => {
+    expect(problemsOf('upstream: { removeHeaders: &loop ["x-a", *loop] }\n')).to.deep.equal(['upstream.removeHeaders[1]: expected a string, got a list']);
+  });
 });

@@ -382,7 +382,7 @@ tenants:
 `);
     try {
       const current = service.handle.config();
-      const next = { ...current, log: { ...current.log, level: 'info' as const, destination: '/tmp/hawkbit-ext-authz-never-created/service.log' } };
+      const next = { ...service.config, log: { ...current.log, level: 'info' as const, destination: '/tmp/hawkbit-ext-authz-never-created/service.log' } };
       const kept = await service.handle.reload(next);
       expect(kept).to.deep.equal(['log.destination']);
       expect(service.handle.config().log.destination).to.equal(current.log.destination);
@@ -408,15 +408,8 @@ async function waitFor(condition: () => Promise<boolean>, timeoutMs: number): Pr
 describe('secrets in memory', function () {
   this.timeout(60_000);
 
-  it('keeps no configured secret in memory', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'hawkbit-ext-authz-heap-'));
-    const presentedToken = randomBytes(16).toString('hex');
-    const unusedToken = randomBytes(16).toString('hex');
-    const gatewayKey = `gateway-${randomBytes(16).toString('hex')}`;
-    const path = join(dir, 'config.yaml');
-    writeFileSync(
-      path,
-      `grpc: { address: "127.0.0.1:0" }
+  /** Configuration text with one target that a device uses, one that never authenticates, and a gateway key. */
+  const configText = (presentedToken: string, unusedToken: string, gatewayKey: string) => `grpc: { address: "127.0.0.1:0" }
 http: { address: "127.0.0.1:0" }
 ddi: { certificate: { trustedProxies: ["198.51.100.0/24"] } }
 tenants:
@@ -428,24 +421,83 @@ tenants:
     targets:
       device-in-use: { securityToken: "${presentedToken}" }
       device-never-polled-0123: { securityToken: "${unusedToken}" }
-`,
-    );
-    const serve = await startServe(['--config', path], { NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${dir}` });
+`;
+  const secret = () => randomBytes(16).toString('hex');
+  /** Starts `serve` with a heap snapshot on SIGUSR2, written into `dir`. */
+  const startWithSnapshots = (dir: string, configPath: string) =>
+    startServe(['--config', configPath], { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${dir}` });
+
+  /** Signals a process for a heap snapshot and returns the snapshot's text once it is completely written. */
+  const snapshotOf = async (dir: string, pid: number): Promise<string> => {
+    const before = new Set(readdirSync(dir));
+    process.kill(pid, 'SIGUSR2');
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 100))) {
+      const file = readdirSync(dir).find((name) => name.endsWith('.heapsnapshot') && !before.has(name));
+      if (file === undefined) {
+        continue;
+      }
+      // The file grows while the process writes it, so it is read once it parses.
+      const text = readFileSync(join(dir, file), 'utf8');
+      try {
+        JSON.parse(text);
+        return text;
+      } catch {
+        // Not complete yet.
+      }
+    }
+    throw new Error(`no complete heap snapshot of process ${pid} in ${dir} within 30 s`);
+  };
+
+  it('keeps no configured secret in memory', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hawkbit-ext-authz-heap-'));
+    const [presentedToken, unusedToken, gatewayKey] = [secret(), secret(), `gateway-${secret()}`];
+    const path = join(dir, 'config.yaml');
+    writeFileSync(path, configText(presentedToken, unusedToken, gatewayKey));
     try {
-      const check = (controllerId: string, authorization: string) =>
-        runCliAsync(['check', '--address', serve.grpcAddress, '--path', `/DEFAULT/controller/v1/${controllerId}`, '--header', `Authorization: ${authorization}`]);
-      expect((await check('device-in-use', `TargetToken ${presentedToken}`)).status, 'target token').to.equal(0);
-      serve.child.kill('SIGUSR2');
-      // The snapshot is written on the event loop, so the answer to the next Check comes after it.
-      expect((await check('any-device', `GatewayToken ${gatewayKey}`)).status, 'gateway key').to.equal(0);
-      const file = readdirSync(dir).find((name) => name.endsWith('.heapsnapshot'));
-      expect(file, 'heap snapshot written').to.not.equal(undefined);
-      const snapshot = readFileSync(join(dir, file!), 'utf8');
-      expect(snapshot, 'the store keeps controller ids, so the search finds strings').to.include('device-never-polled-0123');
-      expect(snapshot.includes(unusedToken), 'token of a target that never authenticated').to.equal(false);
-      expect(snapshot.includes(gatewayKey.slice('gateway-'.length)), 'gateway key').to.equal(false);
+      const serve = await startWithSnapshots(dir, path);
+      try {
+        const check = (controllerId: string, authorization: string) =>
+          runCliAsync(['check', '--address', serve.grpcAddress, '--timeout', '30000', '--path', `/DEFAULT/controller/v1/${controllerId}`, '--header', `Authorization: ${authorization}`]);
+        expect((await check('device-in-use', `TargetToken ${presentedToken}`)).status, 'target token').to.equal(0);
+        let snapshot = await snapshotOf(dir, serve.child.pid!);
+        expect(snapshot, 'the store keeps controller ids, so the search finds strings').to.include('device-never-polled-0123');
+        expect(snapshot.includes(unusedToken), 'token of a target that never authenticated').to.equal(false);
+        // The gateway key is presented only after the snapshot: a presented credential passes through memory with its request.
+        expect(snapshot.includes(gatewayKey), 'gateway key').to.equal(false);
+        expect((await check('any-device', `GatewayToken ${gatewayKey}`)).status, 'gateway key').to.equal(0);
+
+        const [nextUnusedToken, nextGatewayKey] = [secret(), `gateway-${secret()}`];
+        writeFileSync(path, configText(presentedToken, nextUnusedToken, nextGatewayKey).replace('device-never-polled-0123', 'device-added-on-reload-0123'));
+        serve.child.kill('SIGHUP');
+        await serve.waitForRecord((record) => record.msg === 'configuration reloaded');
+        snapshot = await snapshotOf(dir, serve.child.pid!);
+        expect(snapshot, 'the reloaded store').to.include('device-added-on-reload-0123');
+        expect(snapshot.includes(nextUnusedToken), 'reloaded token of a target that never authenticated').to.equal(false);
+        expect(snapshot.includes(nextGatewayKey), 'reloaded gateway key').to.equal(false);
+      } finally {
+        await serve.terminate();
+      }
     } finally {
-      await serve.terminate();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps no configured secret in the workers primary', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hawkbit-ext-authz-heap-'));
+    const [unusedToken, gatewayKey] = [secret(), `gateway-${secret()}`];
+    const path = join(dir, 'config.yaml');
+    writeFileSync(path, `workers: 2\n${configText(secret(), unusedToken, gatewayKey)}`);
+    try {
+      const serve = await startWithSnapshots(dir, path);
+      try {
+        const snapshot = await snapshotOf(dir, serve.child.pid!);
+        expect(snapshot, 'the primary keeps its configuration path').to.include(path);
+        expect(snapshot.includes(unusedToken), 'token').to.equal(false);
+        expect(snapshot.includes(gatewayKey), 'gateway key').to.equal(false);
+      } finally {
+        await serve.terminate();
+      }
+    } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });

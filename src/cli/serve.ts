@@ -3,7 +3,7 @@ import { loadConfigFile } from '../config/load.js';
 import type { ServiceConfig } from '../config/schema.js';
 import { readFileState, watchConfigFile } from '../config/watch.js';
 import { createLogger, logDestination, type Logger } from '../observability/logger.js';
-import { createService, type ServiceHandle } from '../service.js';
+import { createService, forgetTenantSecrets, type ServiceHandle } from '../service.js';
 import { UsageError, type CliIo } from './io.js';
 import { attachToPrimary, detachFromPrimary, parseWorkersFlag, runPrimary, shouldRunPrimary, STOP_GRACE_MS, workerLogger } from './workers.js';
 
@@ -26,6 +26,8 @@ export async function serveCommand(args: string[], config: ServiceConfig, io: Cl
   const workerCount = workers ?? config.workers;
   if (shouldRunPrimary(workerCount)) {
     logger.info({ config: config.source }, 'configuration loaded');
+    // Each worker reads the file itself, and the caller still references this object while the primary runs.
+    forgetTenantSecrets(config);
     const { drainDelayMs, timeoutMs } = config.shutdown;
     const code = await runPrimary({ count: workerCount, logger, stopTimeoutMs: drainDelayMs + timeoutMs + STOP_GRACE_MS });
     logger.flush();

@@ -81,25 +81,58 @@ export function parseYaml(text: string, source: string): { ok: true; document: u
 }
 
 /**
- * Replaces every string of a parsed YAML document with a copy, in place. js-yaml's strings are slices
- * of the file's text, so one kept value kept the whole file, every token in it, in memory.
+ * Replaces the strings of a parsed configuration with copies, in place, because js-yaml's strings are
+ * slices of the file's text. Targets are skipped, since only their ids stay, and those are property names.
  */
-function ownStrings(value: unknown): unknown {
+function ownConfigStrings(document: unknown): unknown {
+  const visited = new Set<object>();
+  if (!isRecord(document)) {
+    return ownStrings(document, visited);
+  }
+  for (const key of Object.keys(document)) {
+    if (key !== 'tenants' || !isRecord(document.tenants)) {
+      document[key] = ownStrings(document[key], visited);
+      continue;
+    }
+    for (const tenant of Object.values(document.tenants)) {
+      if (!isRecord(tenant)) {
+        continue;
+      }
+      for (const field of Object.keys(tenant)) {
+        if (field !== 'targets') {
+          tenant[field] = ownStrings(tenant[field], visited);
+        }
+      }
+    }
+  }
+  return document;
+}
+
+/** Replaces every string under `value` with a copy; each object once, since YAML aliases can share and nest them. */
+function ownStrings(value: unknown, visited: Set<object>): unknown {
   if (typeof value === 'string') {
     // JSON escapes lone surrogates and reads them back, so every code unit survives the copy.
     return JSON.parse(JSON.stringify(value)) as string;
   }
+  if (typeof value !== 'object' || value === null || visited.has(value)) {
+    return value;
+  }
+  visited.add(value);
   if (Array.isArray(value)) {
     for (let index = 0; index < value.length; index++) {
-      value[index] = ownStrings(value[index]);
+      value[index] = ownStrings(value[index], visited);
     }
-  } else if (typeof value === 'object' && value !== null) {
+  } else {
     const entries = value as Record<string, unknown>;
     for (const key of Object.keys(entries)) {
-      entries[key] = ownStrings(entries[key]);
+      entries[key] = ownStrings(entries[key], visited);
     }
   }
   return value;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** Parses and validates configuration text; `source` names it in errors and resolves relative secret files. */
@@ -108,7 +141,7 @@ export function parseConfig(text: string, source: string, options: LoadOptions =
   if (!parsed.ok) {
     throw new ConfigError(source, [parsed.problem]);
   }
-  const document = ownStrings(parsed.document);
+  const document = ownConfigStrings(parsed.document);
   const reader = new ConfigReader(options.env ?? process.env, dirname(source));
   const config = readConfig(reader, document, source);
   if (reader.problems.length > 0) {

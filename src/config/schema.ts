@@ -193,3 +193,9 @@ export interface ServiceConfig {
   /** Path of the configuration file, for the start log and reloads. */
   source: string;
 }
+
+/** A tenant as the running service keeps it: its targets and gateway key are only in the store, as digests. */
+export type RunningTenantEntry = Omit<TenantEntry, 'targets'>;
+
+/** The configuration as the running service keeps it, without the secrets that its store keeps as digests. */
+export type RunningConfig = Omit<ServiceConfig, 'tenants'> & { tenants: Record<string, RunningTenantEntry> };

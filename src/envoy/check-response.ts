@@ -1,6 +1,6 @@
 import type { Decision } from '../auth/decision.js';
 import type { RequestHeaders } from '../auth/request.js';
-import type { ServiceConfig } from '../config/schema.js';
+import type { RunningConfig } from '../config/schema.js';
 import { OVERWRITE_IF_EXISTS_OR_ADD, type CheckResponseMessage, type HeaderValueOptionMessage } from './messages.js';
 
 /** gRPC status codes Envoy reads from CheckResponse.status. */
@@ -34,7 +34,7 @@ export class CheckResponseBuilder {
   /** Lower-case names of the identity headers and of hawkBit's own headers, set on allow. */
   readonly #identityNames: { tenant: string; controllerId: string; authMethod: string; hawkbitControllerId: string; hawkbitAuthority: string };
 
-  constructor(private readonly config: ServiceConfig) {
+  constructor(private readonly config: RunningConfig) {
     const identity = config.upstream.identityHeaders;
     const auth = config.upstream.hawkbitHeaderAuth;
     const proxy = config.ddi.certificate.proxyHeaders;
