@@ -13,7 +13,7 @@ import { createLogger, logDestination } from '../src/observability/logger.js';
 import { Metrics } from '../src/observability/metrics.js';
 import { deny, type Decision } from '../src/auth/decision.js';
 import { envoyRequest, outcome, startService, type RunningService } from './helpers/service.js';
-import { startServe, runCliAsync } from './helpers/cli.js';
+import { startServe, runCliAsync, type ServeProcess } from './helpers/cli.js';
 import { TestPki } from './helpers/pki.js';
 
 const TOKEN = '4a7c1e9b2d3f40a6b8c0d2e4f6a8b0c2';
@@ -423,9 +423,25 @@ tenants:
       device-never-polled-0123: { securityToken: "${unusedToken}" }
 `;
   const secret = () => randomBytes(16).toString('hex');
-  /** Starts `serve` with a heap snapshot on SIGUSR2, written into `dir`. */
-  const startWithSnapshots = (dir: string, configPath: string) =>
-    startServe(['--config', configPath], { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${dir}` });
+  /**
+   * Starts `serve` on a configuration file with a heap snapshot on SIGUSR2, runs `use`, then stops
+   * the service and removes the folder of the file and the snapshots.
+   */
+  const withSnapshots = async (text: string, use: (serve: ServeProcess, dir: string, path: string) => Promise<void>): Promise<void> => {
+    const dir = mkdtempSync(join(tmpdir(), 'hawkbit-ext-authz-heap-'));
+    const path = join(dir, 'config.yaml');
+    writeFileSync(path, text);
+    try {
+      const serve = await startServe(['--config', path], { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${dir}` });
+      try {
+        await use(serve, dir, path);
+      } finally {
+        await serve.terminate();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
 
   /** Signals a process for a heap snapshot and returns the snapshot's text once it is completely written. */
   const snapshotOf = async (dir: string, pid: number): Promise<string> => {
@@ -449,56 +465,36 @@ tenants:
   };
 
   it('keeps no configured secret in memory', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'hawkbit-ext-authz-heap-'));
     const [presentedToken, unusedToken, gatewayKey] = [secret(), secret(), `gateway-${secret()}`];
-    const path = join(dir, 'config.yaml');
-    writeFileSync(path, configText(presentedToken, unusedToken, gatewayKey));
-    try {
-      const serve = await startWithSnapshots(dir, path);
-      try {
-        const check = (controllerId: string, authorization: string) =>
-          runCliAsync(['check', '--address', serve.grpcAddress, '--timeout', '30000', '--path', `/DEFAULT/controller/v1/${controllerId}`, '--header', `Authorization: ${authorization}`]);
-        expect((await check('device-in-use', `TargetToken ${presentedToken}`)).status, 'target token').to.equal(0);
-        let snapshot = await snapshotOf(dir, serve.child.pid!);
-        expect(snapshot, 'the store keeps controller ids, so the search finds strings').to.include('device-never-polled-0123');
-        expect(snapshot.includes(unusedToken), 'token of a target that never authenticated').to.equal(false);
-        // The gateway key is presented only after the snapshot: a presented credential passes through memory with its request.
-        expect(snapshot.includes(gatewayKey), 'gateway key').to.equal(false);
-        expect((await check('any-device', `GatewayToken ${gatewayKey}`)).status, 'gateway key').to.equal(0);
+    await withSnapshots(configText(presentedToken, unusedToken, gatewayKey), async (serve, dir, path) => {
+      const check = (controllerId: string, authorization: string) =>
+        runCliAsync(['check', '--address', serve.grpcAddress, '--timeout', '30000', '--path', `/DEFAULT/controller/v1/${controllerId}`, '--header', `Authorization: ${authorization}`]);
+      expect((await check('device-in-use', `TargetToken ${presentedToken}`)).status, 'target token').to.equal(0);
+      let snapshot = await snapshotOf(dir, serve.child.pid!);
+      expect(snapshot, 'the store keeps controller ids, so the search finds strings').to.include('device-never-polled-0123');
+      expect(snapshot.includes(unusedToken), 'token of a target that never authenticated').to.equal(false);
+      // The gateway key is presented only after the snapshot: a presented credential passes through memory with its request.
+      expect(snapshot.includes(gatewayKey), 'gateway key').to.equal(false);
+      expect((await check('any-device', `GatewayToken ${gatewayKey}`)).status, 'gateway key').to.equal(0);
 
-        const [nextUnusedToken, nextGatewayKey] = [secret(), `gateway-${secret()}`];
-        writeFileSync(path, configText(presentedToken, nextUnusedToken, nextGatewayKey).replace('device-never-polled-0123', 'device-added-on-reload-0123'));
-        serve.child.kill('SIGHUP');
-        await serve.waitForRecord((record) => record.msg === 'configuration reloaded');
-        snapshot = await snapshotOf(dir, serve.child.pid!);
-        expect(snapshot, 'the reloaded store').to.include('device-added-on-reload-0123');
-        expect(snapshot.includes(nextUnusedToken), 'reloaded token of a target that never authenticated').to.equal(false);
-        expect(snapshot.includes(nextGatewayKey), 'reloaded gateway key').to.equal(false);
-      } finally {
-        await serve.terminate();
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+      const [nextUnusedToken, nextGatewayKey] = [secret(), `gateway-${secret()}`];
+      writeFileSync(path, configText(presentedToken, nextUnusedToken, nextGatewayKey).replace('device-never-polled-0123', 'device-added-on-reload-0123'));
+      serve.child.kill('SIGHUP');
+      await serve.waitForRecord((record) => record.msg === 'configuration reloaded');
+      snapshot = await snapshotOf(dir, serve.child.pid!);
+      expect(snapshot, 'the reloaded store').to.include('device-added-on-reload-0123');
+      expect(snapshot.includes(nextUnusedToken), 'reloaded token of a target that never authenticated').to.equal(false);
+      expect(snapshot.includes(nextGatewayKey), 'reloaded gateway key').to.equal(false);
+    });
   });
 
   it('keeps no configured secret in the workers primary', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'hawkbit-ext-authz-heap-'));
     const [unusedToken, gatewayKey] = [secret(), `gateway-${secret()}`];
-    const path = join(dir, 'config.yaml');
-    writeFileSync(path, `workers: 2\n${configText(secret(), unusedToken, gatewayKey)}`);
-    try {
-      const serve = await startWithSnapshots(dir, path);
-      try {
-        const snapshot = await snapshotOf(dir, serve.child.pid!);
-        expect(snapshot, 'the primary keeps its configuration path').to.include(path);
-        expect(snapshot.includes(unusedToken), 'token').to.equal(false);
-        expect(snapshot.includes(gatewayKey), 'gateway key').to.equal(false);
-      } finally {
-        await serve.terminate();
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await withSnapshots(`workers: 2\n${configText(secret(), unusedToken, gatewayKey)}`, async (serve, dir, path) => {
+      const snapshot = await snapshotOf(dir, serve.child.pid!);
+      expect(snapshot, 'the primary keeps its configuration path').to.include(path);
+      expect(snapshot.includes(unusedToken), 'token').to.equal(false);
+      expect(snapshot.includes(gatewayKey), 'gateway key').to.equal(false);
+    });
   });
 });
