@@ -138,7 +138,7 @@ describe('configuration errors', () => {
     expect(message).not.to.include('S3CR3T');
   });
 
-  it('names the value in a recursive alias', () => {
+  it('reports a recursive alias by key', () => {
     expect(problemsOf('upstream: { removeHeaders: &loop ["x-a", *loop] }\n')).to.deep.equal(['upstream.removeHeaders[1]: expected a string, got a list']);
   });
 });

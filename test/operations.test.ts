@@ -488,7 +488,7 @@ tenants:
     });
   });
 
-  it('keeps no configured secret in the workers primary', async () => {
+  it('keeps no secret in workers primary', async () => {
     const [unusedToken, gatewayKey] = [secret(), `gateway-${secret()}`];
     await withSnapshots(`workers: 2\n${configText(secret(), unusedToken, gatewayKey)}`, async (serve, dir, path) => {
       const snapshot = await snapshotOf(dir, serve.child.pid!);

@@ -86,29 +86,17 @@ export function parseYaml(text: string, source: string): { ok: true; document: u
  */
 function ownConfigStrings(document: unknown): unknown {
   const visited = new Set<object>();
-  if (!isRecord(document)) {
-    return ownStrings(document, visited);
-  }
-  for (const key of Object.keys(document)) {
-    if (key !== 'tenants' || !isRecord(document.tenants)) {
-      document[key] = ownStrings(document[key], visited);
-      continue;
-    }
-    for (const tenant of Object.values(document.tenants)) {
-      if (!isRecord(tenant)) {
-        continue;
-      }
-      for (const field of Object.keys(tenant)) {
-        if (field !== 'targets') {
-          tenant[field] = ownStrings(tenant[field], visited);
-        }
-      }
+  const tenants = isRecord(document) && isRecord(document.tenants) ? Object.values(document.tenants) : [];
+  for (const tenant of tenants) {
+    if (isRecord(tenant) && typeof tenant.targets === 'object' && tenant.targets !== null) {
+      // Marking the targets as visited makes the walk skip them.
+      visited.add(tenant.targets);
     }
   }
-  return document;
+  return ownStrings(document, visited);
 }
 
-/** Replaces every string under `value` with a copy; each object once, since YAML aliases can share and nest them. */
+/** Replaces every string under `value` with a copy. Each object is walked once, because YAML aliases can share and nest them. */
 function ownStrings(value: unknown, visited: Set<object>): unknown {
   if (typeof value === 'string') {
     // JSON escapes lone surrogates and reads them back, so every code unit survives the copy.
