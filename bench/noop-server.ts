@@ -16,12 +16,15 @@ import type { CheckResponseMessage } from '../src/envoy/messages.js';
 import { HealthService } from '../src/envoy/health.js';
 import { AUTHORIZATION_SERVICE_NAME, authorizationService, healthService } from '../src/envoy/proto.js';
 import { loadConfigFile } from '../src/config/load.js';
+import { applyServeV8Flags } from '../src/cli/v8-tuning.js';
 
 const [configPath, responsePath] = process.argv.slice(2);
 if (configPath === undefined || responsePath === undefined) {
   process.stderr.write('usage: node dist/bench/noop-server.js CONFIG.yaml RESPONSE.json\n');
   process.exit(2);
 }
+// The service's V8 flags, so that the baseline runs the same V8 as the service.
+applyServeV8Flags();
 const config = loadConfigFile(configPath);
 const address = config.grpc.address;
 const response = JSON.parse(readFileSync(responsePath, 'utf8')) as CheckResponseMessage;

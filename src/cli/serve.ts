@@ -5,6 +5,7 @@ import { readFileState, watchConfigFile } from '../config/watch.js';
 import { createLogger, logDestination, type Logger } from '../observability/logger.js';
 import { createService, forgetTenantSecrets, type ServiceHandle } from '../service.js';
 import { UsageError, type CliIo } from './io.js';
+import { applyServeV8Flags } from './v8-tuning.js';
 import { attachToPrimary, detachFromPrimary, parseWorkersFlag, runPrimary, shouldRunPrimary, STOP_GRACE_MS, workerLogger } from './workers.js';
 
 /** Exit code that keeps the entry point from exiting, so the process runs until a signal. */
@@ -34,6 +35,10 @@ export async function serveCommand(args: string[], config: ServiceConfig, io: Cl
     return code;
   }
   logger.info({ config: config.source }, 'configuration loaded');
+  const v8Flags = applyServeV8Flags();
+  if (v8Flags.length > 0) {
+    logger.debug({ v8Flags }, 'V8 flags set for the Check path');
+  }
   // Taken before the service starts, so a change while it starts still triggers a reload.
   const loadedState = config.reload.watch ? readFileState(config.source) : undefined;
   let service: ServiceHandle;

@@ -47,9 +47,9 @@ export interface ServeProcess {
   terminate(): Promise<number | null>;
 }
 
-/** Starts `serve` in a child process and waits for its "service started" line. */
-export function startServe(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [CLI, ...args, 'serve'], { env: { ...process.env, HAWKBIT_EXT_AUTHZ_CONFIG: '', ...env } });
+/** Starts `serve` in a child process, with `nodeArgs` before the script, and waits for its "service started" line. */
+export function startServe(args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args, 'serve'], { env: { ...process.env, HAWKBIT_EXT_AUTHZ_CONFIG: '', ...env } });
   let text = '';
   // The service writes log lines in batches, so a read can end inside a line; the rest comes with the next read.
   let partialLine = '';
