@@ -2,26 +2,50 @@ import type { Authenticator, AuthContext, MethodResult } from './authenticator.j
 import { parseAuthorization, type AuthorizationHeader } from './authorization-header.js';
 import { deny, type AuthMethod, type Decision, type DenyDecision, type DenyReason } from './decision.js';
 import { COUNTED_FAILURES, TOKEN_METHOD_BY_SCHEME, type Attempt, type FailureLimiter } from './failure-limiter.js';
-import type { AuthRequest } from './request.js';
-import { parseDdiPath } from '../ddi/path.js';
-import { StoreUnavailableError, whenSettled, type MaybePromise, type TenantStore } from '../store/store.js';
+import type { AuthRequest, RequestHeaders } from './request.js';
+import { parseDdiPath, type DdiTarget } from '../ddi/path.js';
+import { StoreUnavailableError, type MaybePromise, type TenantSettings, type TenantStore } from '../store/store.js';
 import type { RequestLimits } from '../config/schema.js';
 
-/** State of one request's pass through the methods. */
-interface MethodRun {
-  context: AuthContext;
-  attempt: Attempt;
-  identity: { tenant: string; controllerId: string };
-  firstFailure: DenyDecision | undefined;
+/** Runs a token comparison that followed a lookup that waited; see AuthContext.compareAfterWait. */
+type CompareAfterWait = (run: MethodRun, method: AuthMethod, compare: () => MethodResult) => MethodResult;
+
+/**
+ * One request's pass through the methods, which is also the context that each
+ * method reads. One object per request instead of a context, its closures and
+ * the run's state, because every object a Check allocates costs GC time
+ * inside the server (see docs/benchmarks.md).
+ */
+class MethodRun implements AuthContext {
+  readonly headers: RequestHeaders;
+  firstFailure: DenyDecision | undefined = undefined;
   /**
    * Every failure that the limiter counts, in method order. The failure that
    * names the deny may not be one of them, such as untrusted certificate
    * headers ahead of a wrong token.
    */
-  countedFailures: DenyDecision[] | undefined;
-  limitChecked: boolean;
+  countedFailures: DenyDecision[] | undefined = undefined;
+  limitChecked = false;
   /** Whether the limiter has counted this run's failures already, right after a comparison that waited. */
-  recorded: boolean;
+  recorded = false;
+
+  constructor(
+    readonly request: AuthRequest,
+    readonly target: DdiTarget,
+    readonly tenant: TenantSettings,
+    readonly store: TenantStore,
+    readonly authorization: AuthorizationHeader,
+    readonly attempt: Attempt,
+    /** The tenant's own name and the controller id, as decisions name them. */
+    readonly identity: { tenant: string; controllerId: string },
+    private readonly afterWait: CompareAfterWait,
+  ) {
+    this.headers = request.headers;
+  }
+
+  compareAfterWait(method: AuthMethod, compare: () => MethodResult): MethodResult {
+    return this.afterWait(this, method, compare);
+  }
 }
 
 /**
@@ -70,23 +94,30 @@ export class AuthPipeline {
     const source = this.limiter ? this.limiter.sourceOf(request.sourceAddress, request.headers) : request.sourceAddress;
     const attempt: Attempt = { source, tenantKey: target.tenantKey, controllerId: target.controllerId };
     const authorization = parseAuthorization(request.headers);
-    const known = { tenant: target.tenant, controllerId: target.controllerId };
 
-    // 2. Tenant settings hold the tenant's half of every method switch.
-    return this.#guarded(known, () =>
-      whenSettled(this.store.getTenant(target.tenantKey), (tenant) => {
-        if (!tenant) {
-          // The tenant name stays out of this 429: it comes from the path, and a metric label must not.
-          const limited = this.rejectOverLimit(attempt, authorization, { controllerId: target.controllerId });
-          return this.counted(attempt, limited ?? deny('unknown_tenant', known));
-        }
-        const compareAfterWait = (method: AuthMethod, compare: () => MethodResult): MethodResult => this.#compareAfterWait(run, method, compare);
-        const context: AuthContext = { request, headers: request.headers, target, tenant, store: this.store, authorization, compareAfterWait };
-        const identity = { tenant: tenant.name, controllerId: target.controllerId };
-        const run: MethodRun = { context, attempt, identity, firstFailure: undefined, countedFailures: undefined, limitChecked: false, recorded: false };
-        return this.#tryMethods(run, 0);
-      }),
-    );
+    // 2. Tenant settings hold the tenant's half of every method switch. A store failure, thrown or rejected, is a 503 deny.
+    let result: MaybePromise<Decision>;
+    try {
+      const tenant = this.store.getTenant(target.tenantKey);
+      result =
+        tenant instanceof Promise
+          ? tenant.then((settled) => this.#decideForTenant(request, target, attempt, authorization, settled))
+          : this.#decideForTenant(request, target, attempt, authorization, tenant);
+    } catch (error) {
+      return storeUnavailableDeny(error, target);
+    }
+    return result instanceof Promise ? result.catch((error: unknown) => storeUnavailableDeny(error, target)) : result;
+  }
+
+  /** Decides a request once its tenant's settings are known; an unknown tenant is denied. */
+  #decideForTenant(request: AuthRequest, target: DdiTarget, attempt: Attempt, authorization: AuthorizationHeader, tenant: TenantSettings | undefined): MaybePromise<Decision> {
+    if (!tenant) {
+      // The tenant name stays out of this 429: it comes from the path, and a metric label must not.
+      const limited = this.rejectOverLimit(attempt, authorization, { controllerId: target.controllerId });
+      return this.counted(attempt, limited ?? deny('unknown_tenant', target));
+    }
+    const identity = { tenant: tenant.name, controllerId: target.controllerId };
+    return this.#tryMethods(new MethodRun(request, target, tenant, this.store, authorization, attempt, identity, this.#compareAfterWaitOfRun), 0);
   }
 
   /**
@@ -96,23 +127,23 @@ export class AuthPipeline {
    * again after a lookup that waited.
    */
   #tryMethods(run: MethodRun, index: number): MaybePromise<Decision> {
-    const { context, attempt, identity } = run;
+    const { attempt, identity } = run;
     for (let next = index; next < this.authenticators.length; next++) {
       const authenticator = this.authenticators[next];
       if (!run.limitChecked && authenticator.method !== 'certificate') {
         run.limitChecked = true;
-        const limited = this.rejectOverLimit(attempt, context.authorization, identity);
+        const limited = this.rejectOverLimit(attempt, run.authorization, identity);
         if (limited) {
           return limited;
         }
       }
-      if (!authenticator.enabledFor(context.tenant)) {
-        if (!run.firstFailure && authenticator.hasCredential(context)) {
+      if (!authenticator.enabledFor(run.tenant)) {
+        if (!run.firstFailure && authenticator.hasCredential(run)) {
           run.firstFailure = methodDeny('method_disabled', identity, authenticator.method);
         }
         continue;
       }
-      const result = authenticator.authenticate(context);
+      const result = authenticator.authenticate(run);
       if (result instanceof Promise) {
         return result.then((settled) => this.#afterMethod(run, next, settled));
       }
@@ -121,7 +152,7 @@ export class AuthPipeline {
         return decision;
       }
     }
-    const decision = run.firstFailure ?? deny(this.noCredentialReason(context), identity);
+    const decision = run.firstFailure ?? deny(this.noCredentialReason(run), identity);
     if (!run.recorded) {
       // Every counted failure goes to its own counter, or an extra credential ahead of a token would hide the token's guesses.
       this.limiter?.record(attempt, decision, run.countedFailures ?? []);
@@ -160,7 +191,7 @@ export class AuthPipeline {
    * request has one Authorization scheme, so no method after a failed token can succeed.
    */
   #compareAfterWait(run: MethodRun, method: AuthMethod, compare: () => MethodResult): MethodResult {
-    const limited = this.rejectOverLimit(run.attempt, run.context.authorization, run.identity);
+    const limited = this.rejectOverLimit(run.attempt, run.authorization, run.identity);
     if (limited) {
       return { outcome: 'limited', decision: limited };
     }
@@ -174,22 +205,8 @@ export class AuthPipeline {
     return result;
   }
 
-  /** Runs `step`, turning a store failure, thrown or rejected, into a 503 deny. */
-  #guarded(known: { tenant: string; controllerId: string }, step: () => MaybePromise<Decision>): MaybePromise<Decision> {
-    const unavailable = (error: unknown): Decision => {
-      if (error instanceof StoreUnavailableError) {
-        return deny('store_unavailable', known);
-      }
-      throw error;
-    };
-    let result: MaybePromise<Decision>;
-    try {
-      result = step();
-    } catch (error) {
-      return unavailable(error);
-    }
-    return result instanceof Promise ? result.catch(unavailable) : result;
-  }
+  /** #compareAfterWait for MethodRun, created once per pipeline rather than once per request. */
+  readonly #compareAfterWaitOfRun: CompareAfterWait = (run, method, compare) => this.#compareAfterWait(run, method, compare);
 
   /** Returns a 429 deny when the request presents a token and the limiter rejects the attempt. */
   private rejectOverLimit(attempt: Attempt, authorization: AuthorizationHeader, identity: { tenant?: string; controllerId: string }): DenyDecision | undefined {
@@ -213,6 +230,14 @@ export class AuthPipeline {
   private noCredentialReason(context: AuthContext): DenyReason {
     return context.authorization.kind === 'credentials' ? 'scheme_unsupported' : 'no_credentials';
   }
+}
+
+/** Returns the 503 deny for a store failure, and rethrows any other error. */
+function storeUnavailableDeny(error: unknown, target: DdiTarget): DenyDecision {
+  if (error instanceof StoreUnavailableError) {
+    return deny('store_unavailable', target);
+  }
+  throw error;
 }
 
 /**

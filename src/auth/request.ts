@@ -83,8 +83,9 @@ export class RequestHeaders {
     return this.#get(lowerCaseName) !== undefined;
   }
 
-  names(): IterableIterator<string> {
-    return this.#lowerCaseMap ? Object.keys(this.#lowerCaseMap).values() : this.#ownValues().keys();
+  /** Returns the lower-case names of the headers, as a new array. */
+  names(): string[] {
+    return this.#lowerCaseMap ? Object.keys(this.#lowerCaseMap) : [...this.#ownValues().keys()];
   }
 
   #get(lowerCaseName: string): string | string[] | undefined {

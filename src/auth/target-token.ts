@@ -1,5 +1,5 @@
 import type { AuthContext } from './authenticator.js';
-import { whenSettled, type MaybePromise, type TenantSettings } from '../store/store.js';
+import type { MaybePromise, TargetCredentials, TenantSettings } from '../store/store.js';
 import { TokenAuthenticator, type StoredDigest } from './token-method.js';
 
 /** `Authorization: TargetToken <token>`, compared with the security token stored for the controller id. */
@@ -12,12 +12,16 @@ export class TargetTokenAuthenticator extends TokenAuthenticator {
   }
 
   protected storedDigest(context: AuthContext): MaybePromise<StoredDigest> {
-    return whenSettled(context.store.getTarget(context.target.tenantKey, context.target.controllerId), (target) => {
-      if (!target) {
-        return { outcome: 'failure', reason: 'unknown_target' };
-      }
-      // A target without a token never authenticates by token.
-      return target.securityTokenDigest ?? { outcome: 'failure', reason: 'token_missing' };
-    });
+    const target = context.store.getTarget(context.target.tenantKey, context.target.controllerId);
+    return target instanceof Promise ? target.then(digestOf) : digestOf(target);
   }
+}
+
+/** Returns a target's token digest, or the failure when the target or its token is missing. */
+function digestOf(target: TargetCredentials | undefined): StoredDigest {
+  if (!target) {
+    return { outcome: 'failure', reason: 'unknown_target' };
+  }
+  // A target without a token never authenticates by token.
+  return target.securityTokenDigest ?? { outcome: 'failure', reason: 'token_missing' };
 }

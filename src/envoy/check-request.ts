@@ -1,6 +1,6 @@
 import { RequestHeaders, type AuthRequest } from '../auth/request.js';
 import { normalizeIp } from '../net/cidr.js';
-import type { CheckRequestMessage } from './messages.js';
+import type { CheckRequestMessage, HeaderValueMessage } from './messages.js';
 
 /**
  * Reads the parts of an Envoy CheckRequest that the pipeline uses. Envoy sends
@@ -37,7 +37,9 @@ export function toAuthRequest(message: CheckRequestMessage): AuthRequest {
       headers.add(name, headerMap[name]);
     }
   }
-  for (const entry of http.header_map?.headers ?? []) {
+  const entries = http.header_map?.headers ?? NO_ENTRIES;
+  for (let index = 0; index < entries.length; index++) {
+    const entry = entries[index];
     const raw = entry.raw_value;
     const value = raw && raw.length > 0 ? Buffer.from(raw).toString('latin1') : (entry.value ?? '');
     const name = entry.key ?? '';
@@ -58,6 +60,9 @@ export function toAuthRequest(message: CheckRequestMessage): AuthRequest {
     headerCount,
   };
 }
+
+/** The entries of an absent `header_map`, shared so that the usual request allocates no array for them. */
+const NO_ENTRIES: readonly HeaderValueMessage[] = Object.freeze([]);
 
 /** Maximum number of header names remembered as lower-case, and their maximum length. */
 const MAX_REMEMBERED_NAMES = 1024;

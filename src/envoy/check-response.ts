@@ -1,4 +1,4 @@
-import type { Decision } from '../auth/decision.js';
+import type { AuthMethod, Decision } from '../auth/decision.js';
 import type { RequestHeaders } from '../auth/request.js';
 import type { RunningConfig } from '../config/schema.js';
 import { OVERWRITE_IF_EXISTS_OR_ADD, type CheckResponseMessage, type HeaderValueOptionMessage } from './messages.js';
@@ -13,10 +13,22 @@ const HAWKBIT_HEADERS = ['x-controller-id', 'x-authority', 'x-ssl-client-cn', 'x
 /** RFC 9440 certificate headers: meaningful only from a trusted proxy, never passed upstream. */
 const CERTIFICATE_HEADERS = ['client-cert', 'client-cert-chain'];
 const INDEXED_HAWKBIT_HEADERS = ['x-authority', 'x-ssl-issuer-hash'];
+const AUTH_METHODS: readonly AuthMethod[] = ['certificate', 'target-token', 'gateway-token'];
+/** Upper bound on the tenants whose response parts are kept; past it the cache starts again. */
+const MAX_CACHED_TENANTS = 1024;
+
+/** The header option and dynamic metadata field that carry one value, shared by every response with that value. */
+interface IdentityParts {
+  option: HeaderValueOptionMessage;
+  field: { stringValue: string };
+}
 
 /**
  * Turns decisions into CheckResponses. Built once per configuration, so the
- * per-request work is only the header values and the removal list.
+ * per-request work is only the header values and the removal list. The parts
+ * of an allow that depend only on the method or the tenant are built once and
+ * shared, frozen, by every response, because each object a Check allocates
+ * costs GC time inside the server (see docs/benchmarks.md).
  */
 export class CheckResponseBuilder {
   /** Lower-case names to strip whenever a client sent them. */
@@ -33,6 +45,10 @@ export class CheckResponseBuilder {
   readonly #setNames: ReadonlySet<string>;
   /** Lower-case names of the identity headers and of hawkBit's own headers, set on allow. */
   readonly #identityNames: { tenant: string; controllerId: string; authMethod: string; hawkbitControllerId: string; hawkbitAuthority: string };
+  /** The auth-method header option and metadata field, by method. */
+  readonly #methodParts = new Map<AuthMethod, IdentityParts>();
+  /** The tenant header option and metadata field, by tenant name. */
+  readonly #tenantParts = new Map<string, IdentityParts>();
 
   constructor(private readonly config: RunningConfig) {
     const identity = config.upstream.identityHeaders;
@@ -69,6 +85,9 @@ export class CheckResponseBuilder {
     for (const name of [...this.#strippable, ...this.#strippablePrefixes]) {
       this.#strippableFirstCharacters[name.charCodeAt(0)] = 1;
     }
+    for (const method of AUTH_METHODS) {
+      this.#methodParts.set(method, identityParts(this.#identityNames.authMethod, method, method));
+    }
   }
 
   build(decision: Decision, headers: RequestHeaders): CheckResponseMessage {
@@ -83,34 +102,44 @@ export class CheckResponseBuilder {
     const names = this.#identityNames;
     const auth = this.config.upstream.hawkbitHeaderAuth;
     const controllerId = headerSafe(decision.controllerId);
-    const set: HeaderValueOptionMessage[] = [
-      overwrite(names.tenant, headerSafe(decision.tenant)),
-      overwrite(names.controllerId, controllerId),
-      overwrite(names.authMethod, decision.method),
-    ];
-    const remove = this.removalList(headers);
+    const tenant = this.#partsOfTenant(decision.tenant);
+    const method = this.#methodParts.get(decision.method) ?? identityParts(names.authMethod, decision.method, decision.method);
+    const set: HeaderValueOptionMessage[] = [tenant.option, overwrite(names.controllerId, controllerId), method.option];
+    let remove = this.removalList(headers);
     if (auth.enabled) {
       set.push(overwrite(names.hawkbitControllerId, controllerId), overwrite(names.hawkbitAuthority, auth.authority));
       // hawkBit must not judge the credential again by its own, stricter rules.
-      remove.push('authorization');
+      remove = remove.length === 0 ? AUTHORIZATION_ONLY : [...remove, 'authorization'];
     }
 
     return {
-      status: { code: GRPC_OK },
+      status: OK_STATUS,
       ok_response: { headers: set, headers_to_remove: remove },
       dynamic_metadata: {
         fields: {
-          tenant: { stringValue: decision.tenant },
+          tenant: tenant.field,
           controllerId: { stringValue: decision.controllerId },
-          authMethod: { stringValue: decision.method },
+          authMethod: method.field,
         },
       },
     };
   }
 
+  #partsOfTenant(tenant: string): IdentityParts {
+    let parts = this.#tenantParts.get(tenant);
+    if (parts === undefined) {
+      if (this.#tenantParts.size >= MAX_CACHED_TENANTS) {
+        this.#tenantParts.clear();
+      }
+      parts = identityParts(this.#identityNames.tenant, headerSafe(tenant), tenant);
+      this.#tenantParts.set(tenant, parts);
+    }
+    return parts;
+  }
+
   /** Builds an OK response that sets no identity and only strips client-sent identity headers. */
   buildAuditPass(headers: RequestHeaders): CheckResponseMessage {
-    return { status: { code: GRPC_OK }, ok_response: { headers: [], headers_to_remove: this.removalList(headers, false) } };
+    return { status: OK_STATUS, ok_response: { headers: [], headers_to_remove: this.removalList(headers, false) } };
   }
 
   /**
@@ -119,9 +148,12 @@ export class CheckResponseBuilder {
    * a listed name would lose the value just set.
    */
   private removalList(headers: RequestHeaders, keepSetNames = true): string[] {
-    const remove: string[] = [];
+    // Most requests carry none of these headers, so the list is allocated at its first entry.
+    let remove: string[] | undefined;
     const firstCharacters = this.#strippableFirstCharacters;
-    for (const name of headers.names()) {
+    const names = headers.names();
+    for (let index = 0; index < names.length; index++) {
+      const name = names[index];
       // A code of 128 or more reads as undefined, so such a name goes on to the full check.
       if (firstCharacters[name.charCodeAt(0)] === 0) {
         continue;
@@ -130,10 +162,10 @@ export class CheckResponseBuilder {
         continue;
       }
       if (this.#strippable.has(name) || this.#hasStrippablePrefix(name)) {
-        remove.push(name);
+        (remove ??= []).push(name);
       }
     }
-    return remove;
+    return remove ?? NO_HEADER_NAMES;
   }
 
   #hasStrippablePrefix(name: string): boolean {
@@ -162,6 +194,16 @@ export const INTERNAL_ERROR_RESPONSE: CheckResponseMessage = Object.freeze({
 
 /** `append: false` overwrites in every Envoy version; some ignore `append_action`. Shared, because nothing writes to it. */
 const APPEND_FALSE = Object.freeze({ value: false });
+/** The status of every OK response, and removal lists without a client-sent header; shared like APPEND_FALSE. */
+const OK_STATUS = Object.freeze({ code: GRPC_OK });
+const NO_HEADER_NAMES = Object.freeze([]) as unknown as string[];
+const AUTHORIZATION_ONLY = Object.freeze(['authorization']) as unknown as string[];
+
+/** Builds the frozen header option that sets `key` to `value`, and the metadata field with `metadataValue`. */
+function identityParts(key: string, value: string, metadataValue: string): IdentityParts {
+  const option = Object.freeze({ header: Object.freeze({ key, value }), append: APPEND_FALSE, append_action: OVERWRITE_IF_EXISTS_OR_ADD });
+  return { option, field: Object.freeze({ stringValue: metadataValue }) };
+}
 
 /** Returns a header option that replaces the header; `key` must be lower-case. */
 function overwrite(key: string, value: string): HeaderValueOptionMessage {
