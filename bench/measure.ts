@@ -93,6 +93,8 @@ export interface ScenarioResult {
   kind: Scenario['kind'];
   service: ServerResult;
   noop?: ServerResult;
+  /** The second service configuration measured in the no-op server's place (Scenario.comparison), by its name. */
+  comparison?: { name: string; result: ServerResult };
   /** Offered calls per second of the fixed-rate phase. */
   rate?: number;
   /** Saturated throughput of the service relative to the no-op server (see throughputRatio). */
@@ -153,6 +155,18 @@ export async function measureScenario(scenario: Scenario, context: MeasureContex
       });
       servers.push({ name: 'no-op', server: noop, address: noopConfig.address });
     }
+    if (scenario.comparison) {
+      const { name, config } = scenario.comparison;
+      const comparisonConfig = await writeConfig(scenario, context, `${scenario.name}-${name}`, config);
+      const comparison = await ServerProcess.start({
+        kind: 'service',
+        address: comparisonConfig.address,
+        configPath: comparisonConfig.path,
+        logPath: join(folder, `${scenario.name}-${name}.log`),
+        nodeOptions: context.serviceNodeOptions,
+      });
+      servers.push({ name, server: comparison, address: comparisonConfig.address });
+    }
 
     for (const target of servers) {
       await runOnce(target, bodyPath, { ...shape, durationSeconds: shape.warmupSeconds });
@@ -186,9 +200,10 @@ export async function measureScenario(scenario: Scenario, context: MeasureContex
       title: scenario.title,
       kind: scenario.kind,
       service: resultOf(servers[0]),
-      noop: servers[1] ? resultOf(servers[1]) : undefined,
+      noop: scenario.baseline ? resultOf(servers[1]) : undefined,
+      comparison: scenario.comparison ? { name: scenario.comparison.name, result: resultOf(servers[servers.length - 1]) } : undefined,
       rate,
-      throughputRatio: servers[1] ? throughputRatio(saturated.get('service')!, saturated.get('no-op')!) : undefined,
+      throughputRatio: servers[1] ? throughputRatio(saturated.get('service')!, saturated.get(servers[1].name)!) : undefined,
       verification,
     };
   } finally {
@@ -199,7 +214,12 @@ export async function measureScenario(scenario: Scenario, context: MeasureContex
 }
 
 /** Writes the scenario's configuration with fresh loopback ports. */
-export async function writeConfig(scenario: Scenario, context: MeasureContext, name: string): Promise<{ path: string; address: string }> {
+export async function writeConfig(
+  scenario: Scenario,
+  context: MeasureContext,
+  name: string,
+  config: Scenario['config'] = scenario.config,
+): Promise<{ path: string; address: string }> {
   const configContext: ConfigContext = {
     grpcAddress: `127.0.0.1:${await freeLoopbackPort()}`,
     httpAddress: `127.0.0.1:${await freeLoopbackPort()}`,
@@ -207,7 +227,7 @@ export async function writeConfig(scenario: Scenario, context: MeasureContext, n
     redisUrl: context.redisUrl,
   };
   const path = join(context.folder, `${name}.yaml`);
-  writeFileSync(path, scenario.config(configContext));
+  writeFileSync(path, config(configContext));
   return { path, address: configContext.grpcAddress };
 }
 

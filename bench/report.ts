@@ -40,10 +40,11 @@ export function printReport(report: Report, log: (line: string) => void): void {
     results.flatMap((result) => [
       serverRow(result.scenario, 'service', result.service, result.service.saturated),
       ...(result.noop ? [serverRow(result.scenario, 'no-op', result.noop, result.noop.saturated)] : []),
+      ...(result.comparison ? [serverRow(result.scenario, result.comparison.name, result.comparison.result, result.comparison.result.saturated)] : []),
     ]),
   );
 
-  const fixed = results.filter((result) => result.rate !== undefined);
+  const fixed = results.filter((result) => result.rate !== undefined && result.noop !== undefined);
   if (fixed.length > 0) {
     log('');
     log(`## Same fixed rate for both servers (${Math.round(shape.rateFraction * 100)}% of the lower saturated throughput)`);
@@ -79,6 +80,8 @@ export function printReport(report: Report, log: (line: string) => void): void {
       }),
     );
   }
+
+  printComparisons(results, log);
 
   if (report.saturation) {
     log('');
@@ -132,6 +135,33 @@ export function printReport(report: Report, log: (line: string) => void): void {
   }
 }
 
+/** Prints the ratios of the scenarios that measured a second configuration of the service in the no-op server's place. */
+function printComparisons(results: ScenarioResult[], log: (line: string) => void): void {
+  const compared = results.filter((result) => result.comparison !== undefined && result.rate !== undefined);
+  if (compared.length === 0) {
+    return;
+  }
+  log('');
+  log('## Ratios service / the same service in another configuration, alternating rounds');
+  log('');
+  table(
+    log,
+    ['scenario', 'compared with', 'throughput', 'throughput by round', 'p99 at fixed rate', 'CPU per call'],
+    compared.map((result) => {
+      const service = result.service;
+      const other = result.comparison!.result;
+      return [
+        result.scenario,
+        result.comparison!.name,
+        (result.throughputRatio as number).toFixed(2),
+        roundRatios(service.saturated, other.saturated)?.map((value) => value.toFixed(2)).join(' ') ?? '-',
+        ratio((service.fixedRate as PhaseResult).p99Ms, (other.fixedRate as PhaseResult).p99Ms),
+        ratio(service.saturated.cpuSecondsPer1k, other.saturated.cpuSecondsPer1k),
+      ];
+    }),
+  );
+}
+
 function targetRows(results: ScenarioResult[]): string[][] {
   const byName = new Map(results.map((result) => [result.scenario, result]));
   const rows: string[][] = [];
@@ -159,11 +189,7 @@ function targetRows(results: ScenarioResult[]): string[][] {
     }
   }
 
-  const silent = byName.get('token-allow-silent');
-  const logRatio = allow && silent ? decisionLogRatio(allow, silent) : undefined;
-  if (logRatio !== undefined) {
-    rows.push(verdict('log.level info / silent, each relative to the no-op', logRatio, '>= 0.90', logRatio >= 0.9));
-  }
+  rows.push(...decisionLogRows(byName));
 
   const large = byName.get('store-100k');
   if (large) {
@@ -183,6 +209,26 @@ function targetRows(results: ScenarioResult[]): string[][] {
     rows.push([`workers 2 / workers 1 throughput`, value.toFixed(2), 'reported', '-']);
   }
   return rows;
+}
+
+/**
+ * Returns the decision log's target row: from `decision-log`, which alternates
+ * the service at `log.level` info and silent in the same rounds, or else from
+ * `token-allow` and `token-allow-silent`, each relative to the no-op server.
+ */
+export function decisionLogRows(byName: ReadonlyMap<string, ScenarioResult>): string[][] {
+  const direct = byName.get('decision-log');
+  if (direct?.comparison !== undefined && direct.throughputRatio !== undefined) {
+    const value = direct.throughputRatio;
+    return [verdict(`decision-log: log.level info / ${direct.comparison.name}, alternating rounds`, value, '>= 0.90', value >= 0.9)];
+  }
+  const allow = byName.get('token-allow');
+  const silent = byName.get('token-allow-silent');
+  const logRatio = allow && silent ? decisionLogRatio(allow, silent) : undefined;
+  if (logRatio === undefined) {
+    return [];
+  }
+  return [verdict('log.level info / silent, each relative to the no-op', logRatio, '>= 0.90', logRatio >= 0.9)];
 }
 
 /**

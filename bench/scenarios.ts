@@ -56,6 +56,12 @@ export interface Scenario {
   redisTargets?: boolean;
   /** Also measure the no-op server; off where only service figures are compared. */
   baseline: boolean;
+  /**
+   * A second configuration of the service, measured in the no-op server's
+   * place in the same alternating rounds. The scenario's throughput ratio is
+   * then the service's over this one's. `name` labels it in the report.
+   */
+  comparison?: { name: string; config(context: ConfigContext): string };
   /** Targets generated into the embedded store besides the benchmarked device. */
   generatedTargets?: number;
 }
@@ -261,6 +267,18 @@ export const SCENARIOS: readonly Scenario[] = [
     expected: { result: 'allow', method: 'target-token', httpStatus: 200 },
     // It gets no-op rounds of its own, so that the decision log's cost is measured against the same baseline as in token-allow.
     baseline: true,
+  },
+  {
+    name: 'decision-log',
+    title: 'target token, allowed, log.level info against the same service at silent',
+    kind: 'log',
+    config: (context) => configText(context, {}),
+    request: tokenRequest,
+    expected: { result: 'allow', method: 'target-token', httpStatus: 200 },
+    baseline: false,
+    // Alternating the two services in the same rounds measures the log's cost directly, where two ratios to the
+    // no-op server taken minutes apart move with the machine's speed.
+    comparison: { name: 'silent', config: (context) => configText(context, { logLevel: 'silent' }) },
   },
   {
     name: 'redis-warm',

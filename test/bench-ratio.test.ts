@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { combine, roundRatios, throughputRatio, type RunResult, type ScenarioResult } from '../bench/measure.js';
-import { decisionLogRatio } from '../bench/report.js';
+import { decisionLogRatio, decisionLogRows } from '../bench/report.js';
 
 /** Returns one round's result with the given calls per second. The other fields do not enter the ratio. */
 function round(throughput: number): RunResult {
@@ -70,5 +70,53 @@ describe('benchmark decision log ratio', () => {
     const info = scenario('token-allow', 9500, 10_000);
     const silent = scenario('token-allow-silent', 10_000, undefined);
     expect(decisionLogRatio(info, silent)).to.equal(undefined);
+  });
+});
+
+/** Returns the decision-log scenario's result: the service at info against the same service at silent. */
+function alternated(info: number[], silent: number[]): ScenarioResult {
+  const infoRounds = combine(info.map(round));
+  const silentRounds = combine(silent.map(round));
+  const server = (phase: ReturnType<typeof combine>) => ({ startupSeconds: 0, peakRssBytes: 0, saturated: phase });
+  return {
+    scenario: 'decision-log',
+    title: 'decision-log',
+    kind: 'log',
+    service: server(infoRounds),
+    comparison: { name: 'silent', result: server(silentRounds) },
+    throughputRatio: throughputRatio(infoRounds, silentRounds),
+    verification: '',
+  };
+}
+
+describe('benchmark decision log target', () => {
+  it('prefers the alternating rounds', () => {
+    // The ratios to the no-op server disagree with the direct comparison, which wins.
+    const byName = new Map([
+      ['token-allow', scenario('token-allow', 8000, 10_000)],
+      ['token-allow-silent', scenario('token-allow-silent', 10_000, 10_000)],
+      ['decision-log', alternated([9700, 4850, 9600], [10_000, 5000, 10_000])],
+    ]);
+    const rows = decisionLogRows(byName);
+    expect(rows).to.have.length(1);
+    expect(rows[0][0]).to.equal('decision-log: log.level info / silent, alternating rounds');
+    expect(rows[0][1]).to.equal('0.97');
+    expect(rows[0][3]).to.equal('yes');
+  });
+
+  it('falls back to the no-op ratios', () => {
+    const byName = new Map([
+      ['token-allow', scenario('token-allow', 8000, 10_000)],
+      ['token-allow-silent', scenario('token-allow-silent', 10_000, 10_000)],
+    ]);
+    const rows = decisionLogRows(byName);
+    expect(rows).to.have.length(1);
+    expect(rows[0][0]).to.equal('log.level info / silent, each relative to the no-op');
+    expect(rows[0][1]).to.equal('0.80');
+    expect(rows[0][3]).to.equal('NO');
+  });
+
+  it('reports nothing without the scenarios', () => {
+    expect(decisionLogRows(new Map())).to.deep.equal([]);
   });
 });
