@@ -30,6 +30,8 @@ describe('V8 flags of serve', () => {
   it('keeps an operator\'s own value', () => {
     expect(applyServeV8Flags(['--max-inlined-bytecode-size-cumulative=1000'])).to.deep.equal([]);
     expect(applyServeV8Flags(['--max_inlined_bytecode_size_cumulative=1000'])).to.deep.equal([]);
+    expect(applyServeV8Flags(['-max-inlined-bytecode-size-cumulative=1000'])).to.deep.equal([]);
+    expect(applyServeV8Flags(['--max-inlined-bytecode-size=1000'])).to.deep.equal([...SERVE_V8_FLAGS]);
   });
 
   it('logs the flags a served process set', async () => {

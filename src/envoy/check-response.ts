@@ -147,7 +147,7 @@ export class CheckResponseBuilder {
    * response sets: Envoy applies `headers_to_remove` after setting headers, so
    * a listed name would lose the value just set.
    */
-  private removalList(headers: RequestHeaders, keepSetNames = true): string[] {
+  private removalList(headers: RequestHeaders, keepSetNames = true): readonly string[] {
     // Most requests carry none of these headers, so the list is allocated at its first entry.
     let remove: string[] | undefined;
     const firstCharacters = this.#strippableFirstCharacters;
@@ -196,8 +196,8 @@ export const INTERNAL_ERROR_RESPONSE: CheckResponseMessage = Object.freeze({
 const APPEND_FALSE = Object.freeze({ value: false });
 /** The status of every OK response, and removal lists without a client-sent header; shared like APPEND_FALSE. */
 const OK_STATUS = Object.freeze({ code: GRPC_OK });
-const NO_HEADER_NAMES = Object.freeze([]) as unknown as string[];
-const AUTHORIZATION_ONLY = Object.freeze(['authorization']) as unknown as string[];
+const NO_HEADER_NAMES: readonly string[] = Object.freeze([]);
+const AUTHORIZATION_ONLY: readonly string[] = Object.freeze(['authorization']);
 
 /** Builds the frozen header option that sets `key` to `value`, and the metadata field with `metadataValue`. */
 function identityParts(key: string, value: string, metadataValue: string): IdentityParts {

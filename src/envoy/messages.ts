@@ -48,7 +48,8 @@ export interface CheckResponseMessage {
   status: { code: number; message?: string };
   ok_response?: {
     headers: HeaderValueOptionMessage[];
-    headers_to_remove: string[];
+    /** Read-only, because allow responses share their empty and `authorization`-only lists. */
+    headers_to_remove: readonly string[];
   };
   denied_response?: {
     status: { code: number };
