@@ -128,6 +128,8 @@ export async function measureScenario(scenario: Scenario, context: MeasureContex
   const request = scenario.request(context.certificates);
   writeFileSync(bodyPath, grpcRequestBody(request));
 
+  // NOTE: each server process serves every round of the scenario. Rounds that started every server anew were steadier
+  // (see "Ratios from one run are noisy" in docs/benchmarks.md), but the log verification counts lines across rounds.
   const servers: Target[] = [];
   try {
     const service = await ServerProcess.start({
