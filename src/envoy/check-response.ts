@@ -201,8 +201,9 @@ const AUTHORIZATION_ONLY: readonly string[] = Object.freeze(['authorization']);
 
 /** Builds the frozen header option that sets `key` to `value`, and the metadata field with `metadataValue`. */
 function identityParts(key: string, value: string, metadataValue: string): IdentityParts {
-  const option = Object.freeze({ header: Object.freeze({ key, value }), append: APPEND_FALSE, append_action: OVERWRITE_IF_EXISTS_OR_ADD });
-  return { option, field: Object.freeze({ stringValue: metadataValue }) };
+  const option = overwrite(key, value);
+  Object.freeze(option.header);
+  return { option: Object.freeze(option), field: Object.freeze({ stringValue: metadataValue }) };
 }
 
 /** Returns a header option that replaces the header; `key` must be lower-case. */
