@@ -1,14 +1,16 @@
 /**
- * Measures one scenario. It starts the service and, for comparison, the no-op
- * server. It drives each first at saturation, then at one fixed rate that
- * both sustain, verifies the decisions, and collects CPU and memory figures.
+ * Measures one scenario. It runs the service and, for comparison, the no-op
+ * server: each first at saturation, then at one fixed rate that both sustain.
+ * It verifies the decisions and collects CPU and memory figures.
  *
  * The two servers take turns in short rounds rather than one long run each,
  * so that other load on a shared machine falls on both about equally. The
  * order flips every round (service, no-op, no-op, service, ...), so neither
- * server always runs first after a pause.
+ * server always runs first after a pause. Every round starts each server as a
+ * new process, so that no round inherits the heap, code and log file that
+ * earlier rounds left behind.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FLUSH_INTERVAL_MS } from '../src/observability/log-stream.js';
@@ -19,7 +21,7 @@ import { grpcRequestBody } from './grpc-frame.js';
 import { H2loadError, percentile, runLoad, type LoadResult } from './h2load.js';
 import { machineBusySeconds } from './machine-load.js';
 import type { ConfigContext, ExpectedDecision, Scenario } from './scenarios.js';
-import { ServerProcess } from './server-process.js';
+import { ServerProcess, type ServerSpec } from './server-process.js';
 import { freeLoopbackPort } from './tools.js';
 
 /** Calls sent with the gRPC client after the load, to check every server's decision on the wire. */
@@ -120,6 +122,23 @@ export interface Target {
   address: string;
 }
 
+/** A server of a scenario: what it is started with for each round, and what its processes measured. */
+interface ServerSlot {
+  name: string;
+  spec: Omit<ServerSpec, 'logPath'>;
+  /** Start-up seconds of each process. */
+  startups: number[];
+  /** Highest peak RSS of any of its processes. */
+  peakRssBytes: number;
+}
+
+/** Decision lines of the service counted over every round of a scenario, against h2load's count of answers. */
+interface LoggedDecisions {
+  matching: number;
+  other: number;
+  served: number;
+}
+
 /** Runs one scenario from start to stop; throws when a decision is wrong or a server fails. */
 export async function measureScenario(scenario: Scenario, context: MeasureContext): Promise<ScenarioResult> {
   const { folder, shape, log } = context;
@@ -128,93 +147,84 @@ export async function measureScenario(scenario: Scenario, context: MeasureContex
   const request = scenario.request(context.certificates);
   writeFileSync(bodyPath, grpcRequestBody(request));
 
-  // NOTE: each server process serves every round of the scenario. Rounds that started every server anew were steadier
-  // (see "Ratios from one run are noisy" in docs/benchmarks.md), but the log verification counts lines across rounds.
-  const servers: Target[] = [];
-  try {
-    const service = await ServerProcess.start({
-      kind: 'service',
-      address: serviceConfig.address,
-      configPath: serviceConfig.path,
-      workers: scenario.workers,
-      logPath: join(folder, `${scenario.name}-service.log`),
-      nodeOptions: context.serviceNodeOptions,
-    });
-    servers.push({ name: 'service', server: service, address: serviceConfig.address });
-    log(`  service ready ${service.startupSeconds.toFixed(2)} s after spawn`);
-    const response = await captureResponse(serviceConfig.address, request, scenario.expected);
-
-    if (scenario.baseline) {
-      const noopConfig = await writeConfig(scenario, context, `${scenario.name}-noop`);
-      const responsePath = join(folder, `${scenario.name}-response.json`);
-      writeFileSync(responsePath, JSON.stringify(response));
-      const noop = await ServerProcess.start({
-        kind: 'no-op',
-        address: noopConfig.address,
-        configPath: noopConfig.path,
-        responsePath,
-        logPath: join(folder, `${scenario.name}-noop.log`),
-      });
-      servers.push({ name: 'no-op', server: noop, address: noopConfig.address });
-    }
-    if (scenario.comparison) {
-      const { name, config } = scenario.comparison;
-      const comparisonConfig = await writeConfig(scenario, context, `${scenario.name}-${name}`, config);
-      const comparison = await ServerProcess.start({
-        kind: 'service',
-        address: comparisonConfig.address,
-        configPath: comparisonConfig.path,
-        logPath: join(folder, `${scenario.name}-${name}.log`),
-        nodeOptions: context.serviceNodeOptions,
-      });
-      servers.push({ name, server: comparison, address: comparisonConfig.address });
-    }
-
-    for (const target of servers) {
-      await runOnce(target, bodyPath, { ...shape, durationSeconds: shape.warmupSeconds });
-    }
-    // Decisions logged from here on are the measured load's, so the warm-up's calls cannot make up for missing lines.
-    await sleep(LOG_SETTLE_MS);
-    const logOffset = service.logSize();
-    const saturated = await runPhase(servers, bodyPath, shape, undefined, log);
-
-    let rate: number | undefined;
-    let fixed: Map<string, PhaseResult> | undefined;
-    if (servers.length > 1) {
-      rate = Math.floor(shape.rateFraction * Math.min(...[...saturated.values()].map((phase) => phase.throughput)));
-      fixed = await runPhase(servers, bodyPath, shape, rate, log);
-    }
-
-    const served = [...saturated.get('service')!.rounds, ...(fixed?.get('service')?.rounds ?? [])].reduce((sum, count) => sum + count, 0);
-    const verification = await verifyService(service, serviceConfig.address, logOffset, served, scenario, request);
-    for (const target of servers.slice(1)) {
-      await spotCheck(target.address, request, scenario.expected, target.name);
-    }
-
-    const resultOf = (target: Target): ServerResult => ({
-      startupSeconds: target.server.startupSeconds,
-      peakRssBytes: target.server.peakRssBytes(),
-      saturated: saturated.get(target.name)!,
-      fixedRate: fixed?.get(target.name),
-    });
-    return {
-      scenario: scenario.name,
-      title: scenario.title,
-      kind: scenario.kind,
-      service: resultOf(servers[0]),
-      noop: scenario.baseline ? resultOf(servers[1]) : undefined,
-      comparison: scenario.comparison ? { name: scenario.comparison.name, result: resultOf(servers[servers.length - 1]) } : undefined,
-      rate,
-      throughputRatio: servers[1] ? throughputRatio(saturated.get('service')!, saturated.get(servers[1].name)!) : undefined,
-      verification,
-    };
-  } finally {
-    for (const target of servers) {
-      await target.server.stop();
-    }
+  const slots: ServerSlot[] = [
+    { name: 'service', spec: { kind: 'service', address: serviceConfig.address, configPath: serviceConfig.path, workers: scenario.workers }, startups: [], peakRssBytes: 0 },
+  ];
+  const service = slots[0];
+  // The response that the no-op server repeats, from a service process of its own, whose start-up counts as well.
+  const response = await withServer(context, service, `${scenario.name}-service-capture.log`, async (server) => {
+    log(`  service ready ${server.startupSeconds.toFixed(2)} s after spawn`);
+    return captureResponse(service.spec.address, request, scenario.expected);
+  });
+  if (scenario.baseline) {
+    const noopConfig = await writeConfig(scenario, context, `${scenario.name}-noop`);
+    const responsePath = join(folder, `${scenario.name}-response.json`);
+    writeFileSync(responsePath, JSON.stringify(response));
+    slots.push({ name: 'no-op', spec: { kind: 'no-op', address: noopConfig.address, configPath: noopConfig.path, responsePath }, startups: [], peakRssBytes: 0 });
   }
+  if (scenario.comparison) {
+    const { name, config } = scenario.comparison;
+    const comparisonConfig = await writeConfig(scenario, context, `${scenario.name}-${name}`, config);
+    slots.push({ name, spec: { kind: 'service', address: comparisonConfig.address, configPath: comparisonConfig.path }, startups: [], peakRssBytes: 0 });
+  }
+
+  const logged: LoggedDecisions = { matching: 0, other: 0, served: 0 };
+  const round: RoundContext = { scenario, context, bodyPath, request, service, logged };
+  const saturated = await runPhase(slots, round, undefined);
+  let rate: number | undefined;
+  let fixed: Map<string, PhaseResult> | undefined;
+  if (slots.length > 1) {
+    rate = Math.floor(shape.rateFraction * Math.min(...[...saturated.values()].map((phase) => phase.throughput)));
+    fixed = await runPhase(slots, round, rate);
+  }
+  const verification = describeVerification(scenario, logged, join(folder, `${scenario.name}-service-*.log`));
+
+  const resultOf = (slot: ServerSlot): ServerResult => ({
+    // The slowest start, so that one quick start cannot hide slow ones.
+    startupSeconds: Math.max(...slot.startups),
+    peakRssBytes: slot.peakRssBytes,
+    saturated: saturated.get(slot.name)!,
+    fixedRate: fixed?.get(slot.name),
+  });
+  return {
+    scenario: scenario.name,
+    title: scenario.title,
+    kind: scenario.kind,
+    service: resultOf(service),
+    noop: scenario.baseline ? resultOf(slots[1]) : undefined,
+    comparison: scenario.comparison ? { name: scenario.comparison.name, result: resultOf(slots[slots.length - 1]) } : undefined,
+    rate,
+    throughputRatio: slots[1] ? throughputRatio(saturated.get('service')!, saturated.get(slots[1].name)!) : undefined,
+    verification,
+  };
 }
 
+/** What every round of a scenario shares. */
+interface RoundContext {
+  scenario: Scenario;
+  context: MeasureContext;
+  bodyPath: string;
+  request: CheckRequestMessage;
+  /** The server whose decision log is counted. */
+  service: ServerSlot;
+  logged: LoggedDecisions;
+}
+
+/**
+ * Starts a process of a server, runs `use` on it and stops it, recording its
+ * start-up time and peak RSS on the slot. The process writes its log to `logName`.
+ */
+async function withServer<T>(context: MeasureContext, slot: ServerSlot, logName: string, use: (server: ServerProcess) => Promise<T>, nodeOptions?: string[]): Promise<T> {
+  const server = await ServerProcess.start({ ...slot.spec, logPath: join(context.folder, logName), nodeOptions });
+  try {
+    slot.startups.push(server.startupSeconds);
+    const result = await use(server);
+    slot.peakRssBytes = Math.max(slot.peakRssBytes, server.peakRssBytes());
+    return result;
+  } finally {
+    await server.stop();
+  }
+}
 /** Writes the scenario's configuration with fresh loopback ports. */
 export async function writeConfig(
   scenario: Scenario,
@@ -233,27 +243,73 @@ export async function writeConfig(
   return { path, address: configContext.grpcAddress };
 }
 
-/** Rounds of the same load against each server in turn; returns each server's combined result by name. */
-async function runPhase(
-  servers: Target[],
-  bodyPath: string,
-  shape: LoadShape,
-  rate: number | undefined,
-  log: (line: string) => void,
-): Promise<Map<string, PhaseResult>> {
-  const runs = new Map<string, RunResult[]>(servers.map((target) => [target.name, []]));
-  for (let round = 0; round < shape.rounds; round++) {
-    for (const target of round % 2 === 0 ? servers : [...servers].reverse()) {
-      runs.get(target.name)!.push(await runOnce(target, bodyPath, shape, rate));
+/**
+ * Rounds of the same load against each server in turn; returns each server's
+ * combined result by name. Every round starts each server as a new process.
+ */
+async function runPhase(slots: ServerSlot[], round: RoundContext, rate: number | undefined): Promise<Map<string, PhaseResult>> {
+  const { shape, log } = round.context;
+  const runs = new Map<string, RunResult[]>(slots.map((slot) => [slot.name, []]));
+  for (let index = 0; index < shape.rounds; index++) {
+    for (const slot of index % 2 === 0 ? slots : [...slots].reverse()) {
+      runs.get(slot.name)!.push(await runRound(slot, round, index, rate));
     }
   }
   const results = new Map<string, PhaseResult>();
-  for (const target of servers) {
-    const phase = combine(runs.get(target.name)!);
-    results.set(target.name, phase);
-    log(`  ${target.name.padEnd(7)} ${rate === undefined ? 'saturated' : `at ${rate}/s`}: ${describePhase(phase)}`);
+  for (const slot of slots) {
+    const phase = combine(runs.get(slot.name)!);
+    results.set(slot.name, phase);
+    log(`  ${slot.name.padEnd(7)} ${rate === undefined ? 'saturated' : `at ${rate}/s`}: ${describePhase(phase)}`);
   }
   return results;
+}
+
+/**
+ * One round of one server in a process of its own: the scenario's request
+ * until it gets the expected decision (which also brings the failure limiter
+ * to its limit where the scenario needs that), a warm-up, the measured load,
+ * and spot checks on the wire. The service's decision log lines from the
+ * measured load on are counted once the process has stopped and written them all.
+ */
+async function runRound(slot: ServerSlot, round: RoundContext, index: number, rate: number | undefined): Promise<RunResult> {
+  const { scenario, context, bodyPath, request } = round;
+  const verified = slot === round.service;
+  const phase = rate === undefined ? 'saturated' : 'fixed';
+  const logName = `${scenario.name}-${slot.name}-${phase}-${index + 1}.log`;
+  // A profile covers the first saturated round's service process, so that its calls are those of one round.
+  const profiled = verified && rate === undefined && index === 0 ? context.serviceNodeOptions : undefined;
+  let logOffset = 0;
+  const run = await withServer(
+    context,
+    slot,
+    logName,
+    async (server) => {
+      if (slot.spec.kind === 'service') {
+        await captureResponse(slot.spec.address, request, scenario.expected);
+      }
+      const target: Target = { name: slot.name, server, address: slot.spec.address };
+      await runOnce(target, bodyPath, { ...context.shape, durationSeconds: context.shape.warmupSeconds });
+      if (verified) {
+        // Decisions logged from here on are the measured load's, so the warm-up's calls cannot make up for missing lines.
+        await sleep(LOG_SETTLE_MS);
+        logOffset = server.logSize();
+      }
+      const result = await runOnce(target, bodyPath, context.shape, rate);
+      await spotCheck(slot.spec.address, request, scenario.expected, slot.name);
+      return result;
+    },
+    profiled,
+  );
+  if (profiled) {
+    context.log(`  profile: the service process of saturated round 1, about ${run.succeeded + Math.round(run.throughput * context.shape.warmupSeconds)} calls`);
+  }
+  if (verified) {
+    const counted = countDecisions(readFileSync(join(context.folder, logName)).subarray(logOffset).toString('utf8'), scenario.expected);
+    round.logged.matching += counted.matching;
+    round.logged.other += counted.other;
+    round.logged.served += run.succeeded;
+  }
+  return run;
 }
 
 /** Runs the load once and reads the server's CPU and the machine's other load before and after it. */
@@ -356,54 +412,43 @@ function median(values: number[]): number {
 
 /**
  * h2load counts HTTP 200 as success, so the service's own decision log is
- * counted instead: every decision logged during the load must be the expected
- * one, and there must be one for every call h2load counted. With logging off,
- * only the calls sent with the gRPC client after the load are checked.
+ * counted instead: every decision logged during the measured load must be the
+ * expected one, and there must be one for every call h2load counted. With
+ * logging off, only the calls sent with the gRPC client after each load are checked.
  */
-async function verifyService(
-  service: ServerProcess,
-  address: string,
-  logOffset: number,
-  served: number,
-  scenario: Scenario,
-  request: CheckRequestMessage,
-): Promise<string> {
-  const expected = scenario.expected;
-  const markers =
-    expected.result === 'allow'
-      ? [`"method":"${expected.method}"`]
-      : [expected.reason, ...(expected.alternatives ?? []).map((alternative) => alternative.reason)].map((reason) => `"reason":"${reason}"`);
-  const marker = markers.join(' or ');
-  let counted = { matching: 0, other: 0 };
-  for (let attempt = 0; attempt < 20; attempt++) {
-    counted = countDecisions(service.logSince(logOffset), expected.result, markers);
-    if (counted.matching + counted.other >= served) {
-      break;
-    }
-    // Log lines are written asynchronously; give the last ones time to land.
-    await new Promise((resolve) => setTimeout(resolve, 100));
+function describeVerification(scenario: Scenario, logged: LoggedDecisions, logs: string): string {
+  const { expected } = scenario;
+  const marker = decisionMarkers(expected).join(' or ');
+  if (logged.other > 0) {
+    throw new Error(`${scenario.name}: ${logged.other} logged decisions are not ${expected.result} with ${marker}; see ${logs}`);
   }
-  await spotCheck(address, request, expected, 'service');
-  if (counted.other > 0) {
-    throw new Error(`${scenario.name}: ${counted.other} logged decisions are not ${expected.result} with ${marker}; see ${service.spec.logPath}`);
+  if (logged.matching === 0) {
+    return `decision log off; ${SPOT_CHECKS} calls per round checked with a gRPC client after the load`;
   }
-  if (counted.matching === 0) {
-    return `decision log off; ${SPOT_CHECKS} calls checked with a gRPC client after the load`;
+  if (logged.matching < logged.served) {
+    throw new Error(`${scenario.name}: h2load counted ${logged.served} successful calls but the service logged ${logged.matching} decisions; see ${logs}`);
   }
-  if (counted.matching < served) {
-    throw new Error(`${scenario.name}: h2load counted ${served} successful calls but the service logged ${counted.matching} decisions`);
-  }
-  return `${counted.matching} decisions logged during the load (h2load counted ${served} answers), all ${expected.result} with ${marker}`;
+  return `${logged.matching} decisions logged during the load (h2load counted ${logged.served} answers), all ${expected.result} with ${marker}`;
 }
 
-function countDecisions(text: string, result: string, markers: string[]): { matching: number; other: number } {
+/** The text that a decision line of the expected decision contains: its method, or one of its deny reasons. */
+function decisionMarkers(expected: ExpectedDecision): string[] {
+  return expected.result === 'allow'
+    ? [`"method":"${expected.method}"`]
+    : [expected.reason, ...(expected.alternatives ?? []).map((alternative) => alternative.reason)].map((reason) => `"reason":"${reason}"`);
+}
+
+/** Counts the decision lines in log text that are and are not the expected decision. */
+export function countDecisions(text: string, expected: ExpectedDecision): { matching: number; other: number } {
+  const markers = decisionMarkers(expected);
+  const result = `"result":"${expected.result}"`;
   let matching = 0;
   let other = 0;
   for (const line of text.split('\n')) {
     if (!line.includes('"result":"')) {
       continue;
     }
-    if (line.includes(`"result":"${result}"`) && markers.some((marker) => line.includes(marker))) {
+    if (line.includes(result) && markers.some((marker) => line.includes(marker))) {
       matching++;
     } else {
       other++;
@@ -439,13 +484,6 @@ async function spotCheck(address: string, request: CheckRequestMessage, expected
     if (mismatches.every((mismatch) => mismatch !== undefined)) {
       throw new Error(`${who}: ${mismatches[0]}`);
     }
-  }
-}
-
-function assertDecision(response: CheckResponseMessage, expected: ExpectedDecision, who: string): void {
-  const mismatch = decisionMismatch(response, expected);
-  if (mismatch !== undefined) {
-    throw new Error(`${who}: ${mismatch}`);
   }
 }
 

@@ -100,14 +100,9 @@ export class ServerProcess {
     return this.pids().reduce((sum, pid) => sum + peakRssBytes(pid), 0);
   }
 
-  /** Current size of the log file, in bytes; an offset for `logSince`. */
+  /** Current size of the log file, in bytes. */
   logSize(): number {
     return statSync(this.spec.logPath).size;
-  }
-
-  /** Log text written since `offset`. */
-  logSince(offset: number): string {
-    return readFileSync(this.spec.logPath).subarray(offset).toString('utf8');
   }
 
   /** Sends SIGTERM, waits for the exit and kills the process if it takes too long. */
