@@ -1,5 +1,11 @@
 import { expect } from 'chai';
-import { combine, roundRatios, throughputRatio, type RunResult, type ScenarioResult } from '../bench/measure.js';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { deny, type Decision } from '../src/auth/decision.js';
+import { DecisionLog } from '../src/observability/decision-log.js';
+import { createLogger, logDestination } from '../src/observability/logger.js';
+import { combine, countDecisions, roundRatios, throughputRatio, type RunResult, type ScenarioResult } from '../bench/measure.js';
 import { decisionLogRatio, decisionLogRows } from '../bench/report.js';
 
 /** Returns one round's result with the given calls per second. The other fields do not enter the ratio. */
@@ -118,5 +124,39 @@ describe('benchmark decision log target', () => {
 
   it('reports nothing without the scenarios', () => {
     expect(decisionLogRows(new Map())).to.deep.equal([]);
+  });
+});
+
+describe('benchmark decision count', () => {
+  /** Returns the lines that the service's decision log writes for the given decisions. */
+  function decisionLines(decisions: Decision[]): string {
+    const folder = mkdtempSync(join(tmpdir(), 'bench-decisions-'));
+    try {
+      const path = join(folder, 'service.log');
+      const stream = logDestination(path);
+      const log = new DecisionLog(createLogger('info', stream));
+      decisions.forEach((decision, index) => log.write('info', { requestId: `request-${index}`, decision, durationSeconds: 0.001, audit: false }));
+      stream.flushSync();
+      return readFileSync(path, 'utf8');
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  }
+
+  const allow: Decision = { kind: 'allow', tenant: 'DEFAULT', controllerId: 'device-01', method: 'target-token' };
+
+  it('counts the expected allows', () => {
+    const text = decisionLines([allow, allow, { ...allow, method: 'gateway-token' }]);
+    expect(countDecisions(text, { result: 'allow', method: 'target-token', httpStatus: 200 })).to.deep.equal({ matching: 2, other: 1 });
+  });
+
+  it('accepts alternative deny reasons', () => {
+    const text = decisionLines([deny('rate_limited'), deny('token_mismatch'), deny('unknown_target'), allow]);
+    const expected = { result: 'deny' as const, reason: 'rate_limited', alternatives: [{ reason: 'token_mismatch', httpStatus: 401 }], httpStatus: 429 };
+    expect(countDecisions(text, expected)).to.deep.equal({ matching: 2, other: 2 });
+  });
+
+  it('skips lines without a decision', () => {
+    expect(countDecisions('{"level":"info","msg":"service started"}\n\n', { result: 'allow', method: 'target-token', httpStatus: 200 })).to.deep.equal({ matching: 0, other: 0 });
   });
 });

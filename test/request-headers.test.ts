@@ -3,6 +3,9 @@ import { RequestHeaders } from '../src/auth/request.js';
 import { toAuthRequest } from '../src/envoy/check-request.js';
 import type { CheckRequestMessage } from '../src/envoy/messages.js';
 
+/** Selects every header name. */
+const ALL_NAMES = { matches: () => true };
+
 function checkRequest(http: NonNullable<NonNullable<NonNullable<CheckRequestMessage['attributes']>['request']>['http']>): CheckRequestMessage {
   return { attributes: { request: { http } } };
 }
@@ -15,7 +18,24 @@ describe('RequestHeaders', () => {
     expect(headers.first('x-request-id')).to.equal('req-1');
     expect(headers.all('x-request-id')).to.deep.equal(['req-1']);
     expect(headers.has('authorization')).to.equal(true);
-    expect([...headers.names()]).to.deep.equal(['authorization', 'x-request-id']);
+    expect(headers.namesMatching(ALL_NAMES)).to.deep.equal(['authorization', 'x-request-id']);
+  });
+
+  it('selects names from a wrapped map', () => {
+    const map = Object.create({ 'x-inherited': 'not a header' }) as Record<string, string>;
+    Object.assign(map, { ':path': '/', 'x-request-id': 'req-1', 'x-tenant': 'DEFAULT', accept: '*/*' });
+    const headers = RequestHeaders.ofLowerCaseMap(map);
+    expect(headers.namesMatching({ matches: (name) => name.startsWith('x-') })).to.deep.equal(['x-request-id', 'x-tenant']);
+    expect(headers.namesMatching({ matches: (name) => name === 'host' })).to.equal(undefined);
+  });
+
+  it('selects names from added headers', () => {
+    const headers = new RequestHeaders();
+    headers.add('X-Tenant', 'DEFAULT');
+    headers.add('Accept', '*/*');
+    headers.add('x-tenant', 'OTHER');
+    expect(headers.namesMatching({ matches: (name) => name.startsWith('x-') })).to.deep.equal(['x-tenant']);
+    expect(headers.namesMatching(ALL_NAMES)).to.deep.equal(['x-tenant', 'accept']);
   });
 
   it('ignores inherited object names', () => {

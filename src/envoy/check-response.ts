@@ -1,5 +1,5 @@
 import type { AuthMethod, Decision } from '../auth/decision.js';
-import type { RequestHeaders } from '../auth/request.js';
+import type { HeaderNameFilter, RequestHeaders } from '../auth/request.js';
 import type { RunningConfig } from '../config/schema.js';
 import { OVERWRITE_IF_EXISTS_OR_ADD, type CheckResponseMessage, type HeaderValueOptionMessage } from './messages.js';
 
@@ -43,6 +43,10 @@ export class CheckResponseBuilder {
   readonly #strippableFirstCharacters = new Uint8Array(128);
   /** Lower-case names the service sets on allow; never listed for removal. */
   readonly #setNames: ReadonlySet<string>;
+  /** Client-sent headers to remove from an allow: strippable, and not set by the response. */
+  readonly #allowRemoval: HeaderNameFilter = { matches: (name) => this.#isStrippable(name) && !this.#setNames.has(name) };
+  /** Client-sent headers to remove from an audit pass, which sets none. */
+  readonly #auditRemoval: HeaderNameFilter = { matches: (name) => this.#isStrippable(name) };
   /** Lower-case names of the identity headers and of hawkBit's own headers, set on allow. */
   readonly #identityNames: { tenant: string; controllerId: string; authMethod: string; hawkbitControllerId: string; hawkbitAuthority: string };
   /** The auth-method header option and metadata field, by method. */
@@ -145,27 +149,20 @@ export class CheckResponseBuilder {
   /**
    * Client-sent headers that must not reach the upstream, except those the
    * response sets: Envoy applies `headers_to_remove` after setting headers, so
-   * a listed name would lose the value just set.
+   * a listed name would lose the value just set. Most requests carry none of
+   * these headers, so they share one empty list.
    */
   private removalList(headers: RequestHeaders, keepSetNames = true): readonly string[] {
-    // Most requests carry none of these headers, so the list is allocated at its first entry.
-    let remove: string[] | undefined;
-    const firstCharacters = this.#strippableFirstCharacters;
-    const names = headers.names();
-    for (let index = 0; index < names.length; index++) {
-      const name = names[index];
-      // A code of 128 or more reads as undefined, so such a name goes on to the full check.
-      if (firstCharacters[name.charCodeAt(0)] === 0) {
-        continue;
-      }
-      if (keepSetNames && this.#setNames.has(name)) {
-        continue;
-      }
-      if (this.#strippable.has(name) || this.#hasStrippablePrefix(name)) {
-        (remove ??= []).push(name);
-      }
+    return headers.namesMatching(keepSetNames ? this.#allowRemoval : this.#auditRemoval) ?? NO_HEADER_NAMES;
+  }
+
+  /** Returns whether a client-sent header with this lower-case name is stripped. */
+  #isStrippable(name: string): boolean {
+    // A code of 128 or more reads as undefined, so such a name goes on to the full check.
+    if (this.#strippableFirstCharacters[name.charCodeAt(0)] === 0) {
+      return false;
     }
-    return remove ?? NO_HEADER_NAMES;
+    return this.#strippable.has(name) || this.#hasStrippablePrefix(name);
   }
 
   #hasStrippablePrefix(name: string): boolean {
