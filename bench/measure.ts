@@ -169,13 +169,13 @@ export async function measureScenario(scenario: Scenario, context: MeasureContex
   }
 
   const logged: LoggedDecisions = { matching: 0, other: 0, served: 0 };
-  const round: RoundContext = { scenario, context, bodyPath, request, service, logged };
-  const saturated = await runPhase(slots, round, undefined);
+  const measurement: Measurement = { scenario, context, bodyPath, request, service, logged };
+  const saturated = await runPhase(slots, measurement, undefined);
   let rate: number | undefined;
   let fixed: Map<string, PhaseResult> | undefined;
   if (slots.length > 1) {
     rate = Math.floor(shape.rateFraction * Math.min(...[...saturated.values()].map((phase) => phase.throughput)));
-    fixed = await runPhase(slots, round, rate);
+    fixed = await runPhase(slots, measurement, rate);
   }
   const verification = describeVerification(scenario, logged, join(folder, `${scenario.name}-service-*.log`));
 
@@ -199,8 +199,8 @@ export async function measureScenario(scenario: Scenario, context: MeasureContex
   };
 }
 
-/** What every round of a scenario shares. */
-interface RoundContext {
+/** The measurement of one scenario: what every round of it shares, and the decisions counted so far. */
+interface Measurement {
   scenario: Scenario;
   context: MeasureContext;
   bodyPath: string;
@@ -247,12 +247,12 @@ export async function writeConfig(
  * Rounds of the same load against each server in turn; returns each server's
  * combined result by name. Every round starts each server as a new process.
  */
-async function runPhase(slots: ServerSlot[], round: RoundContext, rate: number | undefined): Promise<Map<string, PhaseResult>> {
-  const { shape, log } = round.context;
+async function runPhase(slots: ServerSlot[], measurement: Measurement, rate: number | undefined): Promise<Map<string, PhaseResult>> {
+  const { shape, log } = measurement.context;
   const runs = new Map<string, RunResult[]>(slots.map((slot) => [slot.name, []]));
   for (let index = 0; index < shape.rounds; index++) {
     for (const slot of index % 2 === 0 ? slots : [...slots].reverse()) {
-      runs.get(slot.name)!.push(await runRound(slot, round, index, rate));
+      runs.get(slot.name)!.push(await runRound(slot, measurement, index, rate));
     }
   }
   const results = new Map<string, PhaseResult>();
@@ -271,9 +271,9 @@ async function runPhase(slots: ServerSlot[], round: RoundContext, rate: number |
  * and spot checks on the wire. The service's decision log lines from the
  * measured load on are counted once the process has stopped and written them all.
  */
-async function runRound(slot: ServerSlot, round: RoundContext, index: number, rate: number | undefined): Promise<RunResult> {
-  const { scenario, context, bodyPath, request } = round;
-  const verified = slot === round.service;
+async function runRound(slot: ServerSlot, measurement: Measurement, index: number, rate: number | undefined): Promise<RunResult> {
+  const { scenario, context, bodyPath, request } = measurement;
+  const verified = slot === measurement.service;
   const phase = rate === undefined ? 'saturated' : 'fixed';
   const logName = `${scenario.name}-${slot.name}-${phase}-${index + 1}.log`;
   // A profile covers the first saturated round's service process, so that its calls are those of one round.
@@ -305,9 +305,9 @@ async function runRound(slot: ServerSlot, round: RoundContext, index: number, ra
   }
   if (verified) {
     const counted = countDecisions(readFileSync(join(context.folder, logName)).subarray(logOffset).toString('utf8'), scenario.expected);
-    round.logged.matching += counted.matching;
-    round.logged.other += counted.other;
-    round.logged.served += run.succeeded;
+    measurement.logged.matching += counted.matching;
+    measurement.logged.other += counted.other;
+    measurement.logged.served += run.succeeded;
   }
   return run;
 }
