@@ -13,6 +13,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
+import { loadConfigFile } from '../src/config/load.js';
 import { FLUSH_INTERVAL_MS } from '../src/observability/log-stream.js';
 import type { CheckRequestMessage, CheckResponseMessage } from '../src/envoy/messages.js';
 import { decisionMismatch, sendCheck } from './check-client.js';
@@ -110,8 +112,8 @@ export interface MeasureContext {
   certificates: BenchCertificates;
   redisUrl?: string;
   shape: LoadShape;
-  /** `node` options for the service process, e.g. `--cpu-prof`. */
-  serviceNodeOptions?: string[];
+  /** Folder for CPU profiles: with it, the service of each scenario's first saturated round runs under `node --cpu-prof`, writing to a subfolder named after the scenario. */
+  profileDir?: string;
   log: (line: string) => void;
 }
 
@@ -132,10 +134,11 @@ interface ServerSlot {
   peakRssBytes: number;
 }
 
-/** Decision lines of the service counted over every round of a scenario, against h2load's count of answers. */
+/** Decision lines of the service's measured runs counted over every round of a scenario, against h2load's count of answers. */
 interface LoggedDecisions {
+  /** Whether the service's configuration logs the scenario's decision. */
+  enabled: boolean;
   matching: number;
-  other: number;
   served: number;
 }
 
@@ -154,7 +157,7 @@ export async function measureScenario(scenario: Scenario, context: MeasureContex
   // The response that the no-op server repeats, from a service process of its own, whose start-up counts as well.
   const response = await withServer(context, service, `${scenario.name}-service-capture.log`, async (server) => {
     log(`  service ready ${server.startupSeconds.toFixed(2)} s after spawn`);
-    return captureResponse(service.spec.address, request, scenario.expected);
+    return (await captureResponse(service.spec.address, request, scenario.expected)).response;
   });
   if (scenario.baseline) {
     const noopConfig = await writeConfig(scenario, context, `${scenario.name}-noop`);
@@ -168,7 +171,7 @@ export async function measureScenario(scenario: Scenario, context: MeasureContex
     slots.push({ name, spec: { kind: 'service', address: comparisonConfig.address, configPath: comparisonConfig.path }, startups: [], peakRssBytes: 0 });
   }
 
-  const logged: LoggedDecisions = { matching: 0, other: 0, served: 0 };
+  const logged: LoggedDecisions = { enabled: logsDecision(serviceConfig.path, scenario.expected), matching: 0, served: 0 };
   const measurement: Measurement = { scenario, context, bodyPath, request, service, logged };
   const saturated = await runPhase(slots, measurement, undefined);
   let rate: number | undefined;
@@ -177,7 +180,7 @@ export async function measureScenario(scenario: Scenario, context: MeasureContex
     rate = Math.floor(shape.rateFraction * Math.min(...[...saturated.values()].map((phase) => phase.throughput)));
     fixed = await runPhase(slots, measurement, rate);
   }
-  const verification = describeVerification(scenario, logged, join(folder, `${scenario.name}-service-*.log`));
+  const verification = describeVerification(scenario, logged);
 
   const resultOf = (slot: ServerSlot): ServerResult => ({
     // The slowest start, so that one quick start cannot hide slow ones.
@@ -277,18 +280,20 @@ async function runRound(slot: ServerSlot, measurement: Measurement, index: numbe
   const phase = rate === undefined ? 'saturated' : 'fixed';
   const logName = `${scenario.name}-${slot.name}-${phase}-${index + 1}.log`;
   // A profile covers the first saturated round's service process, so that its calls are those of one round.
-  const profiled = verified && rate === undefined && index === 0 ? context.serviceNodeOptions : undefined;
+  const profiled = verified && rate === undefined && index === 0 && context.profileDir !== undefined;
+  const nodeOptions = profiled ? ['--cpu-prof', '--cpu-prof-dir', join(context.profileDir!, scenario.name)] : undefined;
   let logOffset = 0;
+  let calls = 0;
   const run = await withServer(
     context,
     slot,
     logName,
     async (server) => {
       if (slot.spec.kind === 'service') {
-        await captureResponse(slot.spec.address, request, scenario.expected);
+        calls += (await captureResponse(slot.spec.address, request, scenario.expected)).calls;
       }
       const target: Target = { name: slot.name, server, address: slot.spec.address };
-      await runOnce(target, bodyPath, { ...context.shape, durationSeconds: context.shape.warmupSeconds });
+      calls += (await runOnce(target, bodyPath, { ...context.shape, durationSeconds: context.shape.warmupSeconds })).succeeded;
       if (verified) {
         // Decisions logged from here on are the measured load's, so the warm-up's calls cannot make up for missing lines.
         await sleep(LOG_SETTLE_MS);
@@ -296,17 +301,25 @@ async function runRound(slot: ServerSlot, measurement: Measurement, index: numbe
       }
       const result = await runOnce(target, bodyPath, context.shape, rate);
       await spotCheck(slot.spec.address, request, scenario.expected, slot.name);
+      calls += result.succeeded + SPOT_CHECKS;
       return result;
     },
-    profiled,
+    nodeOptions,
   );
   if (profiled) {
-    context.log(`  profile: the service process of saturated round 1, about ${run.succeeded + Math.round(run.throughput * context.shape.warmupSeconds)} calls`);
+    context.log(`  profile: the service process of saturated round 1 (${join(context.profileDir!, scenario.name)}), ${calls} calls answered`);
   }
-  if (verified) {
+  if (verified && measurement.logged.enabled) {
     const counted = countDecisions(readFileSync(join(context.folder, logName)).subarray(logOffset).toString('utf8'), scenario.expected);
-    measurement.logged.matching += counted.matching;
-    measurement.logged.other += counted.other;
+    // The spot checks after the measured run are logged as well, and must be the expected decision.
+    const measured = counted.matching - SPOT_CHECKS;
+    if (counted.other > 0 || measured < run.succeeded) {
+      throw new Error(
+        `${scenario.name}: round ${index + 1} (${phase}): h2load counted ${run.succeeded} successful calls, and the service logged ` +
+          `${measured} expected decisions and ${counted.other} others; see ${join(context.folder, logName)}`,
+      );
+    }
+    measurement.logged.matching += measured;
     measurement.logged.served += run.succeeded;
   }
   return run;
@@ -411,24 +424,29 @@ function median(values: number[]): number {
 }
 
 /**
- * h2load counts HTTP 200 as success, so the service's own decision log is
- * counted instead: every decision logged during the measured load must be the
- * expected one, and there must be one for every call h2load counted. With
- * logging off, only the calls sent with the gRPC client after each load are checked.
+ * Describes how the decisions were verified. h2load counts HTTP 200 as success,
+ * so each round counts the service's own decision lines instead (see
+ * runRound): every one must be the expected decision, and there must be one
+ * for every call h2load counted. With the decision log off, only the calls
+ * sent with the gRPC client after each load are checked.
  */
-function describeVerification(scenario: Scenario, logged: LoggedDecisions, logs: string): string {
+function describeVerification(scenario: Scenario, logged: LoggedDecisions): string {
   const { expected } = scenario;
-  const marker = decisionMarkers(expected).join(' or ');
-  if (logged.other > 0) {
-    throw new Error(`${scenario.name}: ${logged.other} logged decisions are not ${expected.result} with ${marker}; see ${logs}`);
-  }
-  if (logged.matching === 0) {
+  if (!logged.enabled) {
     return `decision log off; ${SPOT_CHECKS} calls per round checked with a gRPC client after the load`;
   }
-  if (logged.matching < logged.served) {
-    throw new Error(`${scenario.name}: h2load counted ${logged.served} successful calls but the service logged ${logged.matching} decisions; see ${logs}`);
-  }
+  const marker = decisionMarkers(expected).join(' or ');
   return `${logged.matching} decisions logged during the load (h2load counted ${logged.served} answers), all ${expected.result} with ${marker}`;
+}
+
+/** Returns whether the service configuration at `path` logs the expected decision, as read by the service's own loader. */
+function logsDecision(path: string, expected: ExpectedDecision): boolean {
+  const { log } = loadConfigFile(path);
+  const level = expected.result === 'allow' ? log.allowLevel : log.denyLevel;
+  if (level === 'silent' || log.level === 'silent') {
+    return false;
+  }
+  return pino.levels.values[level] >= pino.levels.values[log.level];
 }
 
 /** The text that a decision line of the expected decision contains: its method, or one of its deny reasons. */
@@ -459,17 +477,18 @@ export function countDecisions(text: string, expected: ExpectedDecision): { matc
 
 /**
  * Sends the request until the service makes the expected decision, and
- * returns that response, which the no-op server then repeats. Most scenarios
+ * returns that response, which the no-op server then repeats, with the number
+ * of calls sent. Most scenarios
  * decide so on the first call; behind the failure limiter the expected 429
  * comes once the limit is used up.
  */
-async function captureResponse(address: string, request: CheckRequestMessage, expected: ExpectedDecision): Promise<CheckResponseMessage> {
+async function captureResponse(address: string, request: CheckRequestMessage, expected: ExpectedDecision): Promise<{ response: CheckResponseMessage; calls: number }> {
   let mismatch = '';
-  for (let attempt = 0; attempt < CAPTURE_ATTEMPTS; attempt++) {
+  for (let attempt = 1; attempt <= CAPTURE_ATTEMPTS; attempt++) {
     const response = await sendCheck(address, request);
     const problem = decisionMismatch(response, expected);
     if (problem === undefined) {
-      return response;
+      return { response, calls: attempt };
     }
     mismatch = problem;
   }

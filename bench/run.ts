@@ -15,6 +15,7 @@ import { BenchRedis, runImport, writeImportFile } from './redis.js';
 import { printReport, type RedisImportResult } from './report.js';
 import { measureSaturation, type SaturationStep } from './saturation.js';
 import { CONTROLLER_ID, SCENARIOS, type Scenario } from './scenarios.js';
+import { ServerProcess } from './server-process.js';
 import { freeLoopbackPort, MissingToolError } from './tools.js';
 
 const USAGE = `usage: npm run bench -- [options]
@@ -156,8 +157,16 @@ async function importRedisTargets(redis: BenchRedis, folder: string, count: numb
   return { targets: count, seconds, usedMemoryBeforeBytes: before, usedMemoryAfterBytes: after };
 }
 
+/** A wrong command line: reported as its message alone, with a pointer to the help. */
+class UsageError extends Error {}
+
 async function main(): Promise<number> {
-  const options = parseOptions(process.argv.slice(2));
+  let options: BenchOptions | undefined;
+  try {
+    options = parseOptions(process.argv.slice(2));
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
   if (!options) {
     return 0;
   }
@@ -174,6 +183,18 @@ async function main(): Promise<number> {
 
   const folder = mkdtempSync(join(tmpdir(), 'hawkbit-ext-authz-bench-'));
   let redis: BenchRedis | undefined;
+  // A signal to this process alone (not to its group, as Ctrl-C sends) would otherwise leave the servers and Redis running.
+  const interrupt = (signal: NodeJS.Signals): void => {
+    process.stderr.write(`${signal}: stopping the servers and Redis\n`);
+    void Promise.allSettled([ServerProcess.stopAll(), redis?.stop()]).then(() => {
+      if (!options.keep) {
+        rmSync(folder, { recursive: true, force: true });
+      }
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    });
+  };
+  process.once('SIGTERM', interrupt);
+  process.once('SIGINT', interrupt);
   try {
     const certificates = makeCertificates(folder, CONTROLLER_ID);
     let redisImport: RedisImportResult | undefined;
@@ -189,7 +210,7 @@ async function main(): Promise<number> {
       certificates,
       redisUrl: redis?.url,
       shape: options.shape,
-      serviceNodeOptions: options.profileDir ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir] : undefined,
+      profileDir: options.profileDir,
       log,
     };
 
@@ -227,6 +248,11 @@ main().then(
     process.exitCode = code;
   },
   (error: unknown) => {
+    if (error instanceof UsageError) {
+      process.stderr.write(`error: ${error.message}\nrun \`npm run bench -- --help\` for the options\n`);
+      process.exitCode = 2;
+      return;
+    }
     if (error instanceof MissingToolError) {
       process.stderr.write(`error: ${error.message}\n`);
     } else {

@@ -36,6 +36,9 @@ export interface ServerSpec {
   nodeOptions?: string[];
 }
 
+/** Server processes spawned and not yet exited, so that an interrupted benchmark can stop them. */
+const spawned = new Set<ChildProcess>();
+
 export class ServerProcess {
   private constructor(
     readonly spec: ServerSpec,
@@ -62,6 +65,8 @@ export class ServerProcess {
     const spawnedAt = Date.now();
     const child = spawn(process.execPath, args, { stdio: ['ignore', logFd, 'pipe'] });
     closeSync(logFd);
+    spawned.add(child);
+    child.once('exit', () => spawned.delete(child));
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString('utf8')).slice(-20_000)));
     let exited: string | undefined;
@@ -80,6 +85,11 @@ export class ServerProcess {
       }
       await sleep(READY_POLL_MS);
     }
+  }
+
+  /** Stops every server process still running, for a benchmark that was interrupted. */
+  static async stopAll(): Promise<void> {
+    await Promise.all([...spawned].map((child) => stopChild(child)));
   }
 
   get pid(): number {
@@ -107,15 +117,20 @@ export class ServerProcess {
 
   /** Sends SIGTERM, waits for the exit and kills the process if it takes too long. */
   async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) {
-      return;
-    }
-    const exit = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
-    this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-    await exit;
-    clearTimeout(timer);
+    await stopChild(this.child);
   }
+}
+
+/** Sends SIGTERM to a child, waits for its exit and kills it if it takes longer than STOP_TIMEOUT_MS. */
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    return;
+  }
+  const exit = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+  await exit;
+  clearTimeout(timer);
 }
 
 /** Number of "service started" lines in the log: one per process that serves. */
