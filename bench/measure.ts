@@ -134,7 +134,7 @@ interface ServerSlot {
   peakRssBytes: number;
 }
 
-/** Decision lines of the service's measured runs counted over every round of a scenario, against h2load's count of answers. */
+/** Decision lines of the service's measured runs counted over every round of a scenario, against the calls h2load counted. */
 interface LoggedDecisions {
   /** Whether the service's configuration logs the scenario's decision. */
   enabled: boolean;
@@ -228,6 +228,7 @@ async function withServer<T>(context: MeasureContext, slot: ServerSlot, logName:
     await server.stop();
   }
 }
+
 /** Writes the scenario's configuration with fresh loopback ports. */
 export async function writeConfig(
   scenario: Scenario,
@@ -268,11 +269,11 @@ async function runPhase(slots: ServerSlot[], measurement: Measurement, rate: num
 }
 
 /**
- * One round of one server in a process of its own: the scenario's request
- * until it gets the expected decision (which also brings the failure limiter
- * to its limit where the scenario needs that), a warm-up, the measured load,
- * and spot checks on the wire. The service's decision log lines from the
- * measured load on are counted once the process has stopped and written them all.
+ * Runs one round of one server in a process of its own. The service first gets
+ * the scenario's request until it makes the expected decision, which also uses
+ * up the failure limit where the scenario needs that. Then come a warm-up, the
+ * measured load and spot checks on the wire. The service's decision lines are
+ * counted once the process has stopped and so written them all.
  */
 async function runRound(slot: ServerSlot, measurement: Measurement, index: number, rate: number | undefined): Promise<RunResult> {
   const { scenario, context, bodyPath, request } = measurement;
@@ -310,19 +311,30 @@ async function runRound(slot: ServerSlot, measurement: Measurement, index: numbe
     context.log(`  profile: the service process of saturated round 1 (${join(context.profileDir!, scenario.name)}), ${calls} calls answered`);
   }
   if (verified && measurement.logged.enabled) {
-    const counted = countDecisions(readFileSync(join(context.folder, logName)).subarray(logOffset).toString('utf8'), scenario.expected);
-    // The spot checks after the measured run are logged as well, and must be the expected decision.
-    const measured = counted.matching - SPOT_CHECKS;
-    if (counted.other > 0 || measured < run.succeeded) {
-      throw new Error(
-        `${scenario.name}: round ${index + 1} (${phase}): h2load counted ${run.succeeded} successful calls, and the service logged ` +
-          `${measured} expected decisions and ${counted.other} others; see ${join(context.folder, logName)}`,
-      );
-    }
-    measurement.logged.matching += measured;
-    measurement.logged.served += run.succeeded;
+    countRoundDecisions(measurement, join(context.folder, logName), logOffset, run, `round ${index + 1} (${phase})`);
   }
   return run;
+}
+
+/**
+ * Counts the service's decision lines from `logOffset` on, in the log of a
+ * process that has stopped, and adds them to the measurement. Throws when a
+ * line is not the expected decision or when fewer lines than h2load's count of
+ * successful calls were logged.
+ */
+function countRoundDecisions(measurement: Measurement, logPath: string, logOffset: number, run: RunResult, round: string): void {
+  const { scenario, logged } = measurement;
+  const counted = countDecisions(readFileSync(logPath).subarray(logOffset).toString('utf8'), scenario.expected);
+  // The spot checks after the measured run are logged as well, and must be the expected decision.
+  const measured = counted.matching - SPOT_CHECKS;
+  if (counted.other > 0 || measured < run.succeeded) {
+    throw new Error(
+      `${scenario.name}: ${round}: h2load counted ${run.succeeded} successful calls, and the service logged ` +
+        `${measured} expected decisions and ${counted.other} others; see ${logPath}`,
+    );
+  }
+  logged.matching += measured;
+  logged.served += run.succeeded;
 }
 
 /** Runs the load once and reads the server's CPU and the machine's other load before and after it. */

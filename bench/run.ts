@@ -157,7 +157,7 @@ async function importRedisTargets(redis: BenchRedis, folder: string, count: numb
   return { targets: count, seconds, usedMemoryBeforeBytes: before, usedMemoryAfterBytes: after };
 }
 
-/** A wrong command line: reported as its message alone, with a pointer to the help. */
+/** An error in the command line, reported as its message alone with a pointer to the help. */
 class UsageError extends Error {}
 
 async function main(): Promise<number> {

@@ -135,7 +135,9 @@ describe('benchmark decision count', () => {
       const path = join(folder, 'service.log');
       const stream = logDestination(path);
       const log = new DecisionLog(createLogger('info', stream));
-      decisions.forEach((decision, index) => log.write('info', { requestId: `request-${index}`, decision, durationSeconds: 0.001, audit: false }));
+      for (const [index, decision] of decisions.entries()) {
+        log.write('info', { requestId: `request-${index}`, decision, durationSeconds: 0.001, audit: false });
+      }
       stream.flushSync();
       return readFileSync(path, 'utf8');
     } finally {
