@@ -3,6 +3,7 @@ import type { RateLimitConfig } from '../config/schema.js';
 import { AddressSet, normalizeIp } from '../net/cidr.js';
 import type { Logger } from '../observability/logger.js';
 import type { Decision, DenyDecision, DenyReason } from './decision.js';
+import { KnownSourceTable, type KnownKey } from './known-sources.js';
 import type { RequestHeaders } from './request.js';
 
 /**
@@ -154,14 +155,6 @@ interface WindowCounter {
   previous: number;
 }
 
-/** When a source last authenticated a key, and when that was last written to the shared store (epoch ms). */
-interface KnownSource {
-  seenAt: number;
-  writtenAt: number | undefined;
-  /** When the entry last moved to the most recently used end of its maps. */
-  touchedAt: number;
-}
-
 /**
  * The failure limiter of one service instance. It lives as long as the
  * service; a reload changes its settings with `configure()` and keeps the
@@ -182,7 +175,7 @@ export class FailureLimiter {
   /** Failure counters by counter key, in least-recently-used order. */
   readonly #counters = new Map<string, WindowCounter>();
   /** Sources that authenticated each target or gateway key, in least-recently-used order. */
-  readonly #known = new Map<string, Map<string, KnownSource>>();
+  readonly #known = new KnownSourceTable();
   /** Limits announced by any replica, from the last exchange: counter key to end time (epoch ms). */
   #sharedLimits = new Map<string, number>();
   /** Target and gateway keys limited at the last exchange; a key new to it gets its known sources read. */
@@ -222,7 +215,7 @@ export class FailureLimiter {
     this.#trustedProxies = new AddressSet(trustedProxies);
     this.#lastPeer = undefined;
     trim(this.#counters, config.maxTrackedKeys);
-    trim(this.#known, config.maxTrackedKeys);
+    this.#known.trim(config.maxTrackedKeys);
     if (intervalChanged) {
       clearInterval(this.#timer);
       this.#startTimer();
@@ -282,7 +275,7 @@ export class FailureLimiter {
     const targetUntil = this.#limitedUntil(target, this.#config.perTarget.windowMs, this.#config.perTarget.maxFailures, now);
     // NOTE: a shared exempt address (a NAT, or an outer proxy without forwardedForHops) that a device authenticated from
     // passes a limited id for everyone behind it. Limiting it there would let anyone behind it lock the device out.
-    if (targetUntil > now && !this.#isKnownSource(target, attempt.source, now)) {
+    if (targetUntil > now && !this.#isKnownSource(attempt, method === 'gateway-token', now)) {
       if (this.#shared !== undefined && this.#knownReads.size < this.#config.maxTrackedKeys) {
         // Another replica may have seen this source authenticate; read it in the next exchange.
         this.#knownReads.add(target);
@@ -311,7 +304,7 @@ export class FailureLimiter {
       return;
     }
     if (decision.kind === 'allow') {
-      this.#recordSuccess(targetKey(attempt, decision.method === 'gateway-token'), attempt.source);
+      this.#recordSuccess(attempt, decision.method === 'gateway-token');
       return;
     }
     let target = false;
@@ -348,14 +341,14 @@ export class FailureLimiter {
         this.#counters.delete(counterKey);
       }
     }
-    for (const [counterKey, sources] of this.#known) {
-      for (const [source, known] of sources) {
+    for (const key of this.#known.keys()) {
+      for (const [source, known] of key.sources) {
         if (now - known.seenAt > this.#config.knownSourceMs) {
-          sources.delete(source);
+          key.sources.delete(source);
         }
       }
-      if (sources.size === 0) {
-        this.#known.delete(counterKey);
+      if (key.sources.size === 0) {
+        this.#known.delete(key);
       }
     }
   }
@@ -418,40 +411,43 @@ export class FailureLimiter {
     return until > now ? until : 0;
   }
 
-  #isKnownSource(targetCounter: string, source: string | undefined, now: number): boolean {
-    if (source === undefined || this.#config.knownSourceMs === 0) {
+  #isKnownSource(attempt: Attempt, gateway: boolean, now: number): boolean {
+    if (attempt.source === undefined || this.#config.knownSourceMs === 0) {
       return false;
     }
-    const known = this.#known.get(targetCounter)?.get(sourceBucket(source));
+    const known = this.#known.find(attempt.tenantKey, gateway ? undefined : attempt.controllerId)?.sources.get(sourceBucket(attempt.source));
     return known !== undefined && now - known.seenAt <= this.#config.knownSourceMs;
   }
 
-  #recordSuccess(targetCounter: string, source: string | undefined): void {
-    if (source === undefined || this.#config.knownSourceMs === 0) {
+  /** Remembers that the attempt's source authenticated its controller id, or its tenant's gateway key. */
+  #recordSuccess(attempt: Attempt, gateway: boolean): void {
+    if (attempt.source === undefined || this.#config.knownSourceMs === 0) {
       return;
     }
     const now = this.#clock();
-    const bucket = sourceBucket(source);
-    let sources = this.#known.get(targetCounter);
-    let entry = sources?.get(bucket);
-    if (entry !== undefined && now - entry.touchedAt < KNOWN_SOURCE_TOUCH_MS) {
+    const bucket = sourceBucket(attempt.source);
+    const controllerId = gateway ? undefined : attempt.controllerId;
+    let key = this.#known.find(attempt.tenantKey, controllerId);
+    let entry = key?.sources.get(bucket);
+    if (key !== undefined && entry !== undefined && now - entry.touchedAt < KNOWN_SOURCE_TOUCH_MS) {
       // Seen moments ago: its place in the least-recently-used order is still about right.
       entry.seenAt = Math.max(entry.seenAt, now);
     } else {
-      if (sources === undefined) {
-        sources = new Map();
+      if (key === undefined) {
+        key = this.#known.add(targetKey(attempt, gateway), attempt.tenantKey, controllerId, this.#config.maxTrackedKeys);
+      } else {
+        this.#known.touch(key);
       }
-      touch(this.#known, targetCounter, sources, this.#config.maxTrackedKeys);
       entry ??= { seenAt: now, writtenAt: undefined, touchedAt: now };
       entry.seenAt = Math.max(entry.seenAt, now);
       entry.touchedAt = now;
-      touch(sources, bucket, entry, MAX_KNOWN_SOURCES_PER_KEY);
+      touch(key.sources, bucket, entry, MAX_KNOWN_SOURCES_PER_KEY);
     }
 
     // Rewriting an entry that other replicas already have only moves its age, so it is rewritten after a tenth of knownSourceMs.
     const due = entry.writtenAt === undefined || now - entry.writtenAt >= this.#config.knownSourceMs / 10;
     if (this.#shared !== undefined && due) {
-      touch(this.#pendingKnown, `${targetCounter}\n${bucket}`, { counter: targetCounter, source: bucket, at: now }, this.#config.maxTrackedKeys);
+      touch(this.#pendingKnown, `${key.counter}\n${bucket}`, { counter: key.counter, source: bucket, at: now }, this.#config.maxTrackedKeys);
     }
   }
 
@@ -604,7 +600,7 @@ export class FailureLimiter {
       throw error;
     }
     for (const entry of entries) {
-      const known = this.#known.get(entry.counter)?.get(entry.source);
+      const known = this.#known.get(entry.counter)?.sources.get(entry.source);
       if (known !== undefined) {
         known.writtenAt = Math.max(known.writtenAt ?? 0, entry.at);
       }
@@ -628,19 +624,24 @@ export class FailureLimiter {
       throw error;
     }
     for (const entry of entries) {
-      let sources = this.#known.get(entry.counter);
-      if (sources === undefined) {
-        sources = new Map();
-        touch(this.#known, entry.counter, sources, this.#config.maxTrackedKeys);
+      const key = this.#known.get(entry.counter) ?? this.#addKnownKey(entry.counter);
+      if (key === undefined) {
+        continue;
       }
-      const known = sources.get(entry.source);
+      const known = key.sources.get(entry.source);
       if (known === undefined) {
-        touch(sources, entry.source, { seenAt: entry.at, writtenAt: entry.at, touchedAt: now }, MAX_KNOWN_SOURCES_PER_KEY);
+        touch(key.sources, entry.source, { seenAt: entry.at, writtenAt: entry.at, touchedAt: now }, MAX_KNOWN_SOURCES_PER_KEY);
       } else {
         known.seenAt = Math.max(known.seenAt, entry.at);
         known.writtenAt = Math.max(known.writtenAt ?? 0, entry.at);
       }
     }
+  }
+
+  /** Adds the key of a counter that the shared store named, or returns undefined when the counter names no target or gateway key. */
+  #addKnownKey(counter: string): KnownKey | undefined {
+    const parts = targetOfKey(counter);
+    return parts && this.#known.add(counter, parts.tenantKey, parts.controllerId, this.#config.maxTrackedKeys);
   }
 
   #maxWindowMs(): number {
@@ -721,6 +722,25 @@ function entryFromRight(list: string, places: number): string | undefined {
 /** Counter key of a controller id, or of the tenant's gateway token; the length prefix keeps every pair distinct. */
 function targetKey(attempt: Attempt, gateway: boolean): string {
   return gateway ? `gateway:${attempt.tenantKey}` : `target:${attempt.tenantKey.length}:${attempt.tenantKey}:${attempt.controllerId}`;
+}
+
+/**
+ * Returns the tenant key and controller id (undefined for a gateway key) that
+ * a counter key from targetKey names, or undefined for any other string.
+ */
+export function targetOfKey(counter: string): { tenantKey: string; controllerId: string | undefined } | undefined {
+  if (counter.startsWith('gateway:')) {
+    return { tenantKey: counter.slice('gateway:'.length), controllerId: undefined };
+  }
+  const match = /^target:(\d{1,4}):/.exec(counter);
+  if (match === null) {
+    return undefined;
+  }
+  const tenantStart = match[0].length;
+  const tenantEnd = tenantStart + Number(match[1]);
+  const target = { tenantKey: counter.slice(tenantStart, tenantEnd), controllerId: counter.slice(tenantEnd + 1) };
+  // Only the one spelling that targetKey writes, so that no two counter keys name the same target.
+  return targetKey({ source: undefined, ...target }, false) === counter ? target : undefined;
 }
 
 /**
