@@ -367,6 +367,15 @@ describe('DecisionLog', () => {
     expect(new Set(times).size).to.equal(3);
   });
 
+  it('writes the given time', () => {
+    const { capture, decisionLog } = setup('info');
+    const times = [Date.UTC(2026, 0, 2, 3, 4, 5, 6), Date.UTC(2026, 0, 2, 3, 4, 5, 789), Date.UTC(2026, 11, 31, 23, 59, 59, 999)];
+    for (const timeMs of times) {
+      decisionLog.write('info', entry(ALLOW, { timeMs }));
+    }
+    expect(capture.records().map((record) => record.time)).to.deep.equal(times.map((timeMs) => new Date(timeMs).toISOString()));
+  });
+
   it('writes levels as labels', () => {
     const levels: LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
     const { capture, decisionLog } = setup('trace');

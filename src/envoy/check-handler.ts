@@ -96,10 +96,10 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
 
   /**
    * Logs and counts the decision of a Check whose response was handed to
-   * grpc-js at `sentMs` (a `performance.now()` reading). A failure in either
-   * step is reported and changes nothing else.
+   * grpc-js at `sentMs` (a `performance.now()` reading) and `sentAtMs` (epoch
+   * milliseconds). A failure in either step is reported and changes nothing else.
    */
-  const record = (check: QueuedCheck, sentMs: number): void => {
+  const record = (check: QueuedCheck, sentMs: number, sentAtMs: number): void => {
     const { runtime, request, decision } = check;
     if (decision === undefined) {
       return;
@@ -107,7 +107,7 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
     const durationSeconds = (sentMs - check.startedMs) / 1000;
     const audit = runtime.mode === 'audit';
     try {
-      decisionLog.write(decision.kind === 'allow' ? runtime.allowLevel : runtime.denyLevel, { requestId: request?.requestId ?? '', decision, durationSeconds, audit });
+      decisionLog.write(decision.kind === 'allow' ? runtime.allowLevel : runtime.denyLevel, { requestId: request?.requestId ?? '', decision, durationSeconds, audit, timeMs: sentAtMs });
     } catch (error) {
       reportRecordFailure(error, request?.requestId);
     }
@@ -184,7 +184,7 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
    */
   const sendLater = (check: QueuedCheck, decision: Decision): void => {
     send(check, responseFor(check, decision), check.request?.requestId);
-    record(check, performance.now());
+    record(check, performance.now(), Date.now());
   };
 
   let pending: QueuedCheck[] = [];
@@ -209,10 +209,11 @@ export function createCheckHandler(options: CheckHandlerOptions): grpc.handleUna
         send(batch[index], response);
       }
     }
-    // One clock reading for the batch, so each duration ends when all of the batch's responses were handed over.
+    // One reading of each clock for the batch, so each duration ends when all of the batch's responses were handed over.
     const sentMs = performance.now();
+    const sentAtMs = Date.now();
     for (const check of batch) {
-      record(check, sentMs);
+      record(check, sentMs, sentAtMs);
     }
   };
 
