@@ -10,6 +10,21 @@ describe('DDI path parser', () => {
     expect(result).to.deep.equal({ ok: true, target: { tenant: 'Default', tenantKey: 'DEFAULT', controllerId: 'device-01' } });
   });
 
+  it('upper-cases the tenant key', () => {
+    const cases: [string, string][] = [
+      ['DEFAULT', 'DEFAULT'],
+      ['default', 'DEFAULT'],
+      ['Acme-1_z', 'ACME-1_Z'],
+      ['stra%C3%9Fe', 'STRASSE'],
+      ['%C3%A9t%C3%A9', 'ÉTÉ'],
+      ['%C3%89T%C3%89', 'ÉTÉ'],
+    ];
+    for (const [segment, tenantKey] of cases) {
+      const result = parseDdiPath(`/${segment}/controller/v1/device-01`);
+      expect(result.ok && result.target.tenantKey, segment).to.equal(tenantKey);
+    }
+  });
+
   it('decodes each segment once as UTF-8 and keeps +', () => {
     const result = parseDdiPath('/T/controller/v1/a+b%20c%C3%A4%2541');
     // %25 is rejected by the firewall rules, so check decoding without it.

@@ -52,7 +52,18 @@ export function parseAuthorization(headers: RequestHeaders): AuthorizationHeader
   if (!SCHEME.test(scheme) || !TOKEN68.test(credential)) {
     return { kind: 'invalid', reason: 'authorization_malformed' };
   }
-  return { kind: 'credentials', scheme: scheme.toLowerCase(), credential };
+  return { kind: 'credentials', scheme: lowerCaseScheme(scheme), credential };
+}
+
+/**
+ * Returns the scheme in lower case. The spellings of hawkBit's documentation need no new string, which
+ * toLowerCase makes on every Check; comparing with them cost less than a map lookup (Node.js 20).
+ */
+function lowerCaseScheme(scheme: string): string {
+  if (scheme === 'TargetToken') {
+    return 'targettoken';
+  }
+  return scheme === 'GatewayToken' ? 'gatewaytoken' : scheme.toLowerCase();
 }
 
 const SPACE = 0x20;

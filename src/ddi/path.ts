@@ -122,7 +122,18 @@ function identifiersResult(tenant: string, controllerId: string, percentEncoded:
   if (exceedsCodePoints(controllerId, CONTROLLER_ID_MAX_LENGTH) || (percentEncoded && WHITESPACE_OR_CONTROL.test(controllerId))) {
     return { ok: false, reason: 'controller_id_invalid' };
   }
-  return { ok: true, target: { tenant, tenantKey: tenant.toUpperCase(), controllerId } };
+  return { ok: true, target: { tenant, tenantKey: upperCase(tenant), controllerId } };
+}
+
+/** Returns `value.toUpperCase()`, without a new string when the value has no lower-case ASCII letter and is all ASCII, as tenant names mostly are. */
+function upperCase(value: string): string {
+  for (let i = 0; i < value.length; i++) {
+    const code = value.charCodeAt(i);
+    if ((code >= 0x61 && code <= 0x7a) || code > 0x7f) {
+      return value.toUpperCase();
+    }
+  }
+  return value;
 }
 
 /** The literal segments between tenant and controller id, with their slashes. */
