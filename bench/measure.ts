@@ -295,12 +295,13 @@ async function runRound(slot: ServerSlot, measurement: Measurement, index: numbe
       }
       const target: Target = { name: slot.name, server, address: slot.spec.address };
       calls += (await runOnce(target, bodyPath, { ...context.shape, durationSeconds: context.shape.warmupSeconds })).succeeded;
-      if (verified) {
-        // Decisions logged from here on are the measured load's, so the warm-up's calls cannot make up for missing lines.
+      // Decisions logged after this mark are the measured attempt's, so neither the warm-up's calls nor those of a
+      // repeated attempt can make up for missing lines.
+      const markLog = async (): Promise<void> => {
         await sleep(LOG_SETTLE_MS);
         logOffset = server.logSize();
-      }
-      const result = await runOnce(target, bodyPath, context.shape, rate);
+      };
+      const result = await runOnce(target, bodyPath, context.shape, rate, verified ? markLog : undefined);
       await spotCheck(slot.spec.address, request, scenario.expected, slot.name);
       calls += result.succeeded + SPOT_CHECKS;
       return result;
@@ -337,9 +338,13 @@ function countRoundDecisions(measurement: Measurement, logPath: string, logOffse
   logged.served += run.succeeded;
 }
 
-/** Runs the load once and reads the server's CPU and the machine's other load before and after it. */
-export async function runOnce(target: Target, bodyPath: string, shape: LoadShape, rate?: number): Promise<RunResult> {
+/**
+ * Runs the load once and reads the server's CPU and the machine's other load
+ * before and after it. `beforeAttempt` runs before the run and before its repetition.
+ */
+export async function runOnce(target: Target, bodyPath: string, shape: LoadShape, rate?: number, beforeAttempt?: () => Promise<void>): Promise<RunResult> {
   for (let attempt = 1; ; attempt++) {
+    await beforeAttempt?.();
     try {
       return await runOnceAttempt(target, bodyPath, shape, rate);
     } catch (error) {
