@@ -404,6 +404,24 @@ describe('failure limiter rules', () => {
       expect(limiter.check(attempt('192.0.2.99'), 'target-token')).to.equal(undefined);
     });
 
+    it('trims known sources to a smaller bound', () => {
+      const limiter = create();
+      for (let i = 0; i < 10; i++) {
+        limiter.record(attempt(`198.51.100.${i}`, `id-${i}`), allow());
+      }
+      limiter.configure(limits({ maxTrackedKeys: 3 }), []);
+      expect(limiter.trackedKeys.knownSources).to.equal(3);
+
+      for (const id of ['id-0', 'id-9']) {
+        for (let i = 0; i < 3; i++) {
+          limiter.record(attempt('192.0.2.1', id), failure());
+        }
+      }
+      // id-9 was among the three most recent ids, so its address is still known; id-0's was dropped.
+      expect(limiter.check(attempt('198.51.100.9', 'id-9'), 'target-token')).to.equal(undefined);
+      expect(limiter.check(attempt('198.51.100.0', 'id-0'), 'target-token')?.scope).to.equal('target');
+    });
+
     it('applies new exempt sources', () => {
       const limiter = create(limits({ perTarget: { maxFailures: 1000, windowMs: MINUTE_MS } }));
       for (let i = 0; i < 5; i++) {
@@ -458,6 +476,26 @@ describe('failure limiter rules', () => {
       await second.syncNow();
       expect(second.check(attempt('198.51.100.5'), 'target-token')).to.equal(undefined);
       expect(second.check(attempt('198.51.100.6'), 'target-token')?.scope).to.equal('target');
+    });
+
+    it('reads shared sources of well-formed counters only', async () => {
+      const shared = new FakeCountStore();
+      const limiter = create(limits(), [], shared);
+      const until = clock.now + MINUTE_MS;
+      // Another replica limited the id and knew its device; a malformed counter names the same id in another spelling.
+      await shared.publishLimits([
+        { counter: 'target:7:DEFAULT:device-01', until },
+        { counter: 'target:07:DEFAULT:device-01', until },
+      ]);
+      await shared.addKnownSources([
+        { counter: 'target:7:DEFAULT:device-01', source: '198.51.100.5', at: clock.now },
+        { counter: 'target:07:DEFAULT:device-01', source: '198.51.100.6', at: clock.now },
+      ]);
+
+      await limiter.syncNow();
+      expect(limiter.trackedKeys.knownSources).to.equal(1);
+      expect(limiter.check(attempt('198.51.100.5'), 'target-token')).to.equal(undefined);
+      expect(limiter.check(attempt('198.51.100.6'), 'target-token')?.scope).to.equal('target');
     });
 
     it('rewrites a known source after a tenth', async () => {
