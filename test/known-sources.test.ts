@@ -33,11 +33,11 @@ describe('known source table', () => {
 
   it('deletes and trims keys', () => {
     const table = new KnownSourceTable();
-    const one = table.add('target:1:A:one', 'A', 'one', 10);
+    const idOne = table.add('target:1:A:one', 'A', 'one', 10);
     table.add('target:1:B:two', 'B', 'two', 10);
     table.add('gateway:B', 'B', undefined, 10);
 
-    table.delete(one);
+    table.delete(idOne);
     expect(table.find('A', 'one')).to.equal(undefined);
     expect(table.size).to.equal(2);
 
