@@ -11,17 +11,17 @@ describe('DDI path parser', () => {
   });
 
   it('upper-cases the tenant key', () => {
-    const cases: [string, string][] = [
-      ['DEFAULT', 'DEFAULT'],
-      ['default', 'DEFAULT'],
-      ['Acme-1_z', 'ACME-1_Z'],
-      ['stra%C3%9Fe', 'STRASSE'],
-      ['%C3%A9t%C3%A9', 'ÉTÉ'],
-      ['%C3%89T%C3%89', 'ÉTÉ'],
+    const cases: [segment: string, tenant: string, tenantKey: string][] = [
+      ['DEFAULT', 'DEFAULT', 'DEFAULT'],
+      ['default', 'default', 'DEFAULT'],
+      ['Acme-1_z', 'Acme-1_z', 'ACME-1_Z'],
+      ['stra%C3%9Fe', 'straße', 'STRASSE'],
+      ['%C3%A9t%C3%A9', 'été', 'ÉTÉ'],
+      ['%C3%89T%C3%89', 'ÉTÉ', 'ÉTÉ'],
     ];
-    for (const [segment, tenantKey] of cases) {
+    for (const [segment, tenant, tenantKey] of cases) {
       const result = parseDdiPath(`/${segment}/controller/v1/device-01`);
-      expect(result.ok && result.target.tenantKey, segment).to.equal(tenantKey);
+      expect(result, segment).to.deep.equal({ ok: true, target: { tenant, tenantKey, controllerId: 'device-01' } });
     }
   });
 

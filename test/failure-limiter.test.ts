@@ -417,7 +417,7 @@ describe('failure limiter rules', () => {
           limiter.record(attempt('192.0.2.1', id), failure());
         }
       }
-      // id-9 was among the three most recent ids, so its address is still known; id-0's was dropped.
+      // id-9 was among the three most recent ids, so its address is still known, and id-0's was dropped.
       expect(limiter.check(attempt('198.51.100.9', 'id-9'), 'target-token')).to.equal(undefined);
       expect(limiter.check(attempt('198.51.100.0', 'id-0'), 'target-token')?.scope).to.equal('target');
     });
@@ -482,7 +482,7 @@ describe('failure limiter rules', () => {
       const shared = new FakeCountStore();
       const limiter = create(limits(), [], shared);
       const until = clock.now + MINUTE_MS;
-      // Another replica limited the id and knew its device; a malformed counter names the same id in another spelling.
+      // Another replica limited the id and knew its device. A malformed counter names the same id in another spelling.
       await shared.publishLimits([
         { counter: 'target:7:DEFAULT:device-01', until },
         { counter: 'target:07:DEFAULT:device-01', until },

@@ -56,8 +56,9 @@ export function parseAuthorization(headers: RequestHeaders): AuthorizationHeader
 }
 
 /**
- * Returns the scheme in lower case. The spellings of hawkBit's documentation need no new string, which
- * toLowerCase makes on every Check; comparing with them cost less than a map lookup (Node.js 20).
+ * Returns the scheme in lower case. The two spellings in hawkBit's documentation
+ * return constants, because toLowerCase makes a new string on every Check. Comparing
+ * with them cost less than a map lookup (Node.js 20).
  */
 function lowerCaseScheme(scheme: string): string {
   if (scheme === 'TargetToken') {

@@ -1,8 +1,10 @@
-/** When a source last authenticated a key, and when that was last written to the shared store (epoch ms). */
+/** A source's times for one key, in epoch milliseconds. */
 export interface KnownSource {
+  /** Last time the source authenticated the key. */
   seenAt: number;
+  /** Last time the entry was written to the shared store, if ever. */
   writtenAt: number | undefined;
-  /** When the entry last moved to the most recently used end of its maps. */
+  /** Last time the entry moved to the most recently used end of its maps. */
   touchedAt: number;
 }
 
@@ -18,11 +20,11 @@ export interface KnownKey {
 }
 
 /**
- * The keys with known sources, in least-recently-used order, found both by
- * counter key (the shared store's name for them) and by tenant key and
- * controller id. A Check that allows finds its key by the second, without
- * building the counter string: the concatenation and the hash of a new string
- * cost about 0.1 µs per Check (a micro-benchmark on Node.js 20, 2-core VM).
+ * The keys with known sources, in least-recently-used order. Each key is found
+ * by its counter key, which the shared store uses, and by tenant key and
+ * controller id, which an allowed Check uses. The second lookup builds no
+ * counter string, whose concatenation and hashing cost about 0.1 µs per Check
+ * (a micro-benchmark on Node.js 20, 2-core VM).
  */
 export class KnownSourceTable {
   readonly #byCounter = new Map<string, KnownKey>();

@@ -125,7 +125,10 @@ function identifiersResult(tenant: string, controllerId: string, percentEncoded:
   return { ok: true, target: { tenant, tenantKey: upperCase(tenant), controllerId } };
 }
 
-/** Returns `value.toUpperCase()`, without a new string when the value has no lower-case ASCII letter and is all ASCII, as tenant names mostly are. */
+/**
+ * Returns `value.toUpperCase()`. A value that is all ASCII without a lower-case
+ * letter, as tenant names mostly are, comes back as it is, without a new string.
+ */
 function upperCase(value: string): string {
   for (let i = 0; i < value.length; i++) {
     const code = value.charCodeAt(i);

@@ -11,8 +11,8 @@ export interface DecisionLogEntry {
   durationSeconds: number;
   audit: boolean;
   /**
-   * Time of the line in whole epoch milliseconds, as Date.now() returns it;
-   * Date.now() when absent. The Check handler reads the clock once for a batch
+   * Time of the line in whole epoch milliseconds, as Date.now() returns it,
+   * which is the default. The Check handler reads the clock once for a batch
    * of decisions, because a reading cost about 45 ns (Node.js 20, 2-core VM).
    */
   timeMs?: number;
