@@ -1,9 +1,13 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import type { AllowDecision, Decision, DenyDecision } from '../src/auth/decision.js';
+import { deny, type AllowDecision, type Decision, type DenyDecision } from '../src/auth/decision.js';
 import type { LogLevel } from '../src/config/schema.js';
-import { DecisionLog, escapeJsonText, millisecondsText, type DecisionLogEntry } from '../src/observability/decision-log.js';
+import { DecisionLog, escapeJsonText, putMilliseconds, type DecisionLogEntry } from '../src/observability/decision-log.js';
+import { LogStream } from '../src/observability/log-stream.js';
 import { createLogger } from '../src/observability/logger.js';
 import { fuzzParameters } from './helpers/fuzz.js';
 
@@ -336,15 +340,20 @@ describe('DecisionLog', () => {
     expect(escapeJsonText('a"b')).to.equal('a\\"b');
   });
 
-  it('millisecondsText matches number formatting', () => {
+  it('putMilliseconds matches number formatting', () => {
+    const buffer = Buffer.alloc(64);
+    const written = (seconds: number): string => buffer.toString('latin1', 3, putMilliseconds(buffer, 3, seconds));
     fc.assert(
       fc.property(fc.double({ min: 0, max: 100_000, noNaN: true }), (seconds) => {
-        expect(millisecondsText(seconds)).to.equal(String(Math.round(seconds * 1e6) / 1000));
+        expect(written(seconds)).to.equal(String(Math.round(seconds * 1e6) / 1000));
       }),
       fuzzParameters(),
     );
-    for (const micros of [0, 1, 9, 10, 99, 100, 101, 110, 999, 1000, 1001, 1010, 1100, 123456]) {
-      expect(millisecondsText(micros / 1e6), String(micros)).to.equal(String(micros / 1000));
+    for (const micros of [0, 1, 9, 10, 99, 100, 101, 110, 999, 1000, 1001, 1010, 1100, 123456, 9_876_543_210]) {
+      expect(written(micros / 1e6), String(micros)).to.equal(String(micros / 1000));
+    }
+    for (const seconds of [Number.MAX_SAFE_INTEGER / 1e6, 1e10, 1e12, 1e300, Number.MAX_VALUE]) {
+      expect(written(seconds), String(seconds)).to.equal(String(Math.round(seconds * 1e6) / 1000));
     }
   });
 
@@ -385,5 +394,72 @@ describe('DecisionLog', () => {
     }
 
     expect(capture.records().map((record) => record.level)).to.deep.equal(levels);
+  });
+});
+
+describe('DecisionLog to a LogStream', () => {
+  let folder: string;
+  let fileCount = 0;
+
+  before(() => {
+    folder = mkdtempSync(join(tmpdir(), 'decision-log-test-'));
+  });
+
+  after(() => {
+    rmSync(folder, { recursive: true, force: true });
+  });
+
+  /** Writes each entry through a DecisionLog on a LogStream to a new file and returns the file's text. */
+  function writtenToFile(entries: readonly [LogLevel, DecisionLogEntry][]): string {
+    fileCount++;
+    const path = join(folder, `decisions-${fileCount}.jsonl`);
+    const fd = openSync(path, 'a');
+    try {
+      const stream = new LogStream(fd);
+      const decisionLog = new DecisionLog(createLogger('debug', stream));
+      for (const [level, logged] of entries) {
+        decisionLog.write(level, logged);
+      }
+      stream.flushSync();
+    } finally {
+      closeSync(fd);
+    }
+    return readFileSync(path, 'utf8');
+  }
+
+  it('writes the bytes a string destination gets', () => {
+    const timeMs = Date.parse('2026-12-06T01:02:03.004Z');
+    const entries: [LogLevel, DecisionLogEntry][] = [
+      ['info', entry(ALLOW, { timeMs })],
+      ['warn', entry(DENY, { timeMs, durationSeconds: 0 })],
+      ['info', entry(DENY, { timeMs: timeMs + 1, audit: true, durationSeconds: 12.5 })],
+      ['warn', entry(deny('path_not_ddi'), { timeMs, requestId: '' })],
+      ['info', entry({ ...ALLOW, tenant: 'é € 😀', controllerId: 'line\nbreak "quoted"' }, { timeMs, requestId: 'lone \ud800' })],
+      ['debug', entry({ ...DENY, controllerId: 'x'.repeat(5000) }, { timeMs, durationSeconds: 0.0000004 })],
+    ];
+    const { capture, decisionLog } = setup('debug');
+    for (const [level, logged] of entries) {
+      decisionLog.write(level, logged);
+    }
+
+    const text = writtenToFile(entries);
+
+    expect(capture.records()).to.have.length(entries.length);
+    expect(text).to.equal(capture.text);
+  });
+
+  it('round-trips any UTF-16 string', () => {
+    const anyCodeUnit = fc.integer({ min: 0, max: 0xffff }).map((code) => String.fromCharCode(code));
+    const pairs = fc.sample(fc.tuple(fc.string({ unit: anyCodeUnit, maxLength: 40 }), fc.string({ unit: anyCodeUnit, maxLength: 40 })), 2000);
+
+    const lines = writtenToFile(pairs.map(([requestId, controllerId]) => ['info', entry({ ...ALLOW, controllerId }, { requestId })])).split('\n');
+
+    expect(lines.pop()).to.equal('');
+    expect(lines).to.have.length(pairs.length);
+    lines.forEach((line, index) => {
+      const record = JSON.parse(line) as Record<string, unknown>;
+      expect(record.requestId, `line ${index}`).to.equal(pairs[index][0]);
+      expect(record.controllerId, `line ${index}`).to.equal(pairs[index][1]);
+    });
   });
 });

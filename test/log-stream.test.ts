@@ -88,6 +88,15 @@ function fixedSizeLine(index: number, bytes: number): string {
   return head + 'x'.repeat(bytes - head.length - tail.length) + tail;
 }
 
+/** Writes a line through `beginLine` and `endLine`, as the decision log does. */
+function writeInPlace(stream: LogStream, line: string): void {
+  const bytes = Buffer.from(line, 'utf8');
+  const buffer = stream.beginLine(bytes.length);
+  const start = stream.lineStart;
+  bytes.copy(buffer, start);
+  stream.endLine(start + bytes.length);
+}
+
 /** Starts `sh -c script` with a pipe on its stdin and returns the child and the parent's fd of that pipe. */
 async function spawnWithStdinPipe(script: string, stdout: number | 'pipe'): Promise<{ child: ChildProcess; fd: number }> {
   const child = spawn('sh', ['-c', script], { stdio: ['pipe', stdout, 'inherit'] });
@@ -144,6 +153,51 @@ describe('log files', () => {
       await flushStream(stream);
 
       expect(readFileSync(path, 'utf8')).to.equal(lines.join(''));
+    });
+
+    it('keeps in-place and text lines in order', async () => {
+      const { path, fd } = openLogFile();
+      const stream = new LogStream(fd);
+      const lines = Array.from({ length: 3000 }, (_, index) => `{"level":"info","n":${index},"text":"${'é€'.repeat(index % 7)}"}\n`);
+
+      lines.forEach((line, index) => (index % 3 === 0 ? stream.write(line) : writeInPlace(stream, line)));
+      await flushStream(stream);
+
+      expect(readFileSync(path, 'utf8')).to.equal(lines.join(''));
+    });
+
+    it('takes an in-place line longer than a buffer', async () => {
+      const { path, fd } = openLogFile();
+      const stream = new LogStream(fd);
+      const long = `{"pad":"${'€'.repeat(300_000)}"}\n`;
+
+      writeInPlace(stream, '{"n":1}\n');
+      writeInPlace(stream, long);
+      writeInPlace(stream, '{"n":2}\n');
+      await flushStream(stream);
+
+      expect(readFileSync(path, 'utf8')).to.equal(`{"n":1}\n${long}{"n":2}\n`);
+    });
+
+    it('drops in-place lines past maxBufferedBytes', async () => {
+      const { path, fd } = openLogFile();
+      const maxBufferedBytes = 10_000;
+      const stream = new LogStream(fd, { maxBufferedBytes });
+      const lines = Array.from({ length: 1000 }, (_, index) => fixedSizeLine(index, 100));
+
+      for (const line of lines) {
+        writeInPlace(stream, line);
+      }
+      const droppedBeforeFlush = stream.droppedLines;
+      await flushStream(stream);
+
+      const written = readFileSync(path, 'utf8').split('\n');
+      expect(written.pop()).to.equal('');
+      const report = JSON.parse(written.pop() ?? '{}') as Record<string, unknown>;
+      expect(written.length).to.equal(maxBufferedBytes / 100);
+      expect(written.map((line) => `${line}\n`)).to.deep.equal(lines.slice(0, written.length));
+      expect(droppedBeforeFlush).to.equal(lines.length - written.length);
+      expect(report.droppedLines).to.equal(lines.length - written.length);
     });
 
     it('writes 200,000 mixed lines byte-exact', async function () {

@@ -119,6 +119,36 @@ export class LogStream {
     return true;
   }
 
+  /**
+   * Returns the buffer that the bytes of one line of at most `maxBytes` go
+   * into, from `lineStart` on. The writer then calls `endLine` with the offset
+   * after the line's last byte, and nothing else may write to the stream in
+   * between. Writing a line's bytes in place skips the string that `write`
+   * joins and then encodes: about 400 bytes per decision line in a sampling
+   * allocation profile of the Check handler (Node.js 20).
+   */
+  beginLine(maxBytes: number): Buffer {
+    this.#encodeText();
+    this.#reserve(maxBytes);
+    return this.#chunk;
+  }
+
+  /** Offset in the buffer that `beginLine` returned where the line starts. */
+  get lineStart(): number {
+    return this.#offset;
+  }
+
+  /** Queues the line written since `beginLine`, up to `end`, or drops it when too much is buffered. */
+  endLine(end: number): void {
+    if (this.#pendingBytes() + (end - this.#offset) > this.#maxBufferedBytes) {
+      this.#droppedSinceReport++;
+      this.#droppedTotal++;
+      return;
+    }
+    this.#offset = end;
+    this.#schedule(this.#pendingBytes() >= FLUSH_BYTES);
+  }
+
   /** Calls `callback` once every line queued so far is written, or given up after a write error. */
   flush(callback?: (error?: Error) => void): void {
     if (callback) {
@@ -150,11 +180,16 @@ export class LogStream {
     }
     this.#text = '';
     // A UTF-16 code unit takes at most 3 bytes in UTF-8.
-    if (this.#offset + text.length * 3 > this.#chunk.length) {
-      this.#takeChunk();
-      this.#chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, text.length * 3));
-    }
+    this.#reserve(text.length * 3);
     this.#offset += this.#chunk.write(text, this.#offset, 'utf8');
+  }
+
+  /** Makes room for `bytes` more in the current chunk, moving its filled part to the queue and taking a new buffer when they may not fit. */
+  #reserve(bytes: number): void {
+    if (this.#offset + bytes > this.#chunk.length) {
+      this.#takeChunk();
+      this.#chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, bytes));
+    }
   }
 
   /** Moves the filled part of the current chunk, joined lines included, to the queue. Later lines go to the rest of the chunk. */
