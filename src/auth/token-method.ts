@@ -55,6 +55,11 @@ export abstract class TokenAuthenticator implements Authenticator {
     if (!(stored instanceof Promise)) {
       return this.#compare(credential, stored);
     }
+    return this.#compareWhenStored(context, credential, stored);
+  }
+
+  /** Compares once a lookup that waited settles. A closure inside `authenticate` would make V8 allocate its context on every call. */
+  #compareWhenStored(context: AuthContext, credential: string, stored: Promise<StoredDigest>): Promise<MethodResult> {
     return stored.then((settled) => context.compareAfterWait(this.method, () => this.#compare(credential, settled)));
   }
 

@@ -215,24 +215,31 @@ export class LogStream {
       clearTimeout(this.#timer);
       this.#timer = undefined;
       this.#immediate = true;
-      setImmediate(() => {
-        this.#immediate = false;
-        this.#writeAndReschedule();
-      });
+      setImmediate(this.#onImmediate);
       return;
     }
     if (this.#timer === undefined) {
-      this.#timer = setTimeout(
-        () => {
-          this.#timer = undefined;
-          this.#writeAndReschedule();
-        },
-        this.#backingOff ? RETRY_DELAY_MS : FLUSH_INTERVAL_MS,
-      );
+      this.#timer = setTimeout(this.#onTimer, this.#backingOff ? RETRY_DELAY_MS : FLUSH_INTERVAL_MS);
       // Exit writes what is left (see logDestination), so a pending write need not keep the process alive.
       this.#timer.unref();
     }
   }
+
+  /**
+   * Callbacks of the scheduled write, made once per stream. With arrow functions
+   * inside `#schedule`, V8 allocated a context on every call of it, once per line,
+   * even when no write was scheduled (96 bytes per Check in a sampling allocation
+   * profile, Node.js 20).
+   */
+  readonly #onImmediate = (): void => {
+    this.#immediate = false;
+    this.#writeAndReschedule();
+  };
+
+  readonly #onTimer = (): void => {
+    this.#timer = undefined;
+    this.#writeAndReschedule();
+  };
 
   #writeAndReschedule(): void {
     const result = this.#writeOnce();
