@@ -88,10 +88,10 @@ function fixedSizeLine(index: number, bytes: number): string {
   return head + 'x'.repeat(bytes - head.length - tail.length) + tail;
 }
 
-/** Writes a line through `beginLine` and `endLine`, as the decision log does. */
+/** Writes a line through `beginLine` and `endLine`, reserving 3 bytes per UTF-16 code unit as the decision log does. */
 function writeInPlace(stream: LogStream, line: string): void {
   const bytes = Buffer.from(line, 'utf8');
-  const buffer = stream.beginLine(bytes.length);
+  const buffer = stream.beginLine(3 * line.length);
   const start = stream.lineStart;
   bytes.copy(buffer, start);
   stream.endLine(start + bytes.length);
@@ -179,6 +179,16 @@ describe('log files', () => {
       expect(readFileSync(path, 'utf8')).to.equal(`{"n":1}\n${long}{"n":2}\n`);
     });
 
+    it('rejects an in-place line past its reservation', () => {
+      const { fd } = openLogFile();
+      const stream = new LogStream(fd);
+
+      stream.beginLine(10);
+
+      expect(() => stream.endLine(stream.lineStart - 1)).to.throw(RangeError, /outside the reserved buffer/);
+      expect(() => stream.endLine(stream.lineStart + 64 * 1024 * 1024)).to.throw(RangeError, /beginLine reserved too few bytes/);
+    });
+
     it('drops in-place lines past maxBufferedBytes', async () => {
       const { path, fd } = openLogFile();
       const maxBufferedBytes = 10_000;
@@ -219,10 +229,14 @@ describe('log files', () => {
         lines.push(`${line}\n`);
       }
 
-      // Batches let the writes of earlier lines run while later lines are copied in.
+      // Batches let the writes of earlier lines run while later lines are copied in. Every third line goes in place.
       for (let start = 0; start < lines.length; start += 500) {
-        for (const line of lines.slice(start, start + 500)) {
-          stream.write(line);
+        for (let index = start; index < Math.min(start + 500, lines.length); index++) {
+          if (index % 3 === 2) {
+            writeInPlace(stream, lines[index]);
+          } else {
+            stream.write(lines[index]);
+          }
         }
         await nextImmediate();
       }
@@ -442,8 +456,12 @@ describe('log files', () => {
       const lines = Array.from({ length: 40_000 }, (_, index) => fixedSizeLine(index, 50 + (index % 150)));
 
       for (let start = 0; start < lines.length; start += 1000) {
-        for (const line of lines.slice(start, start + 1000)) {
-          stream.write(line);
+        for (let index = start; index < start + 1000; index++) {
+          if (index % 2 === 1) {
+            writeInPlace(stream, lines[index]);
+          } else {
+            stream.write(lines[index]);
+          }
         }
         await nextImmediate();
       }

@@ -53,10 +53,11 @@ export class DecisionLog {
   #secondMs = -1;
   /** ISO 8601 time of that second up to its `.`: `2026-12-05T01:02:03.`. */
   #secondPrefix = '';
-  /** Time and level that `#startBytes` was built for. */
-  #startTime = '';
-  #startLevel: LogLevel | '' = '';
-  #startBytes = Buffer.alloc(0);
+  /**
+   * The start of a line by level, with the time it was built for. Allows and denies log at
+   * different levels by default, so one entry per level keeps mixed traffic from rebuilding it.
+   */
+  readonly #starts = new Map<LogLevel, { time: string; bytes: Buffer }>();
   /** Outcome fields that `#outcome` returns, with the HTTP status they name, by method and deny reason (each empty when absent). */
   readonly #outcomes = new Map<string, Map<string, { httpStatus: number; bytes: Buffer }>>();
 
@@ -122,12 +123,12 @@ export class DecisionLog {
    */
   #start(level: LogLevel, nowMs: number): Buffer {
     const time = this.#isoTime(nowMs);
-    if (time !== this.#startTime || level !== this.#startLevel) {
-      this.#startTime = time;
-      this.#startLevel = level;
-      this.#startBytes = Buffer.from(['{"level":"', level, '","time":"', time, '"', this.#bindings, ',"requestId":"'].join(''), 'utf8');
+    let start = this.#starts.get(level);
+    if (start === undefined || start.time !== time) {
+      start = { time, bytes: Buffer.from(['{"level":"', level, '","time":"', time, '"', this.#bindings, ',"requestId":"'].join(''), 'utf8') };
+      this.#starts.set(level, start);
     }
-    return this.#startBytes;
+    return start.bytes;
   }
 
   /**
@@ -214,16 +215,20 @@ function putText(buffer: Buffer, offset: number, text: string): number {
 }
 
 /**
- * Writes a finite duration of zero or more seconds as milliseconds rounded to
- * whole microseconds, the text that `String(Math.round(seconds * 1e6) / 1000)`
- * gives, and returns the offset after it. Digits are written with integer
- * arithmetic, because formatting a fraction took about 0.3 µs per line in a
- * micro-benchmark on Node.js 20.
+ * Writes a duration of zero or more seconds as milliseconds rounded to whole
+ * microseconds and returns the offset after it. Below 2^43 ms (about 278
+ * years), the text is what `String(Math.round(seconds * 1e6) / 1000)` gives.
+ * Digits are written with integer arithmetic, because formatting a fraction
+ * took about 0.3 µs per line in a micro-benchmark on Node.js 20.
  */
 export function putMilliseconds(buffer: Buffer, offset: number, seconds: number): number {
   const micros = Math.round(seconds * 1e6);
+  if (!Number.isFinite(micros)) {
+    // JSON has no NaN or Infinity, so the value is null, as JSON.stringify writes it.
+    return putBytes(buffer, offset, JSON_NULL);
+  }
   if (!(micros >= 0 && micros <= Number.MAX_SAFE_INTEGER)) {
-    // Outside the contract, or beyond 285 years: written as JavaScript prints the number.
+    // A negative duration, or one beyond 285 years: written as JavaScript prints the number.
     return putText(buffer, offset, String(micros / 1000));
   }
   const whole = Math.floor(micros / 1000);
@@ -245,6 +250,7 @@ export function putMilliseconds(buffer: Buffer, offset: number, seconds: number)
   return end;
 }
 
+const JSON_NULL = Buffer.from('null');
 const DIGIT_ZERO = 0x30;
 const DECIMAL_POINT = 0x2e;
 

@@ -37,8 +37,9 @@ const SYNC_FLUSH_TIMEOUT_MS = 3_000;
  * pino's own destination (sonic-boom 4) measures the whole pending string
  * again on every line while a write is in flight, which cost several µs per
  * line under load. Every write handed to libuv's thread pool also costs the
- * event loop several µs. Here lines are joined as a string and encoded into a
- * buffer per 64 KiB, and a batch costs one `write` system call.
+ * event loop several µs. Here lines given as text are joined as a string and
+ * encoded into a buffer per 64 KiB, the decision log puts each line's bytes
+ * straight into that buffer (`beginLine`), and a batch costs one `write` system call.
  *
  * Writes are synchronous, so lines keep their order and `flushSync` can write
  * the rest at exit without racing a write in flight. A full pipe does not
@@ -140,6 +141,10 @@ export class LogStream {
 
   /** Queues the line written since `beginLine`, up to `end`, or drops it when too much is buffered. */
   endLine(end: number): void {
+    if (!(end >= this.#offset && end <= this.#chunk.length)) {
+      // A line past the buffer's end lost its last bytes, so it must not be written.
+      throw new RangeError(`log line end ${end} is outside the reserved buffer (${this.#offset} to ${this.#chunk.length}); beginLine reserved too few bytes`);
+    }
     if (this.#pendingBytes() + (end - this.#offset) > this.#maxBufferedBytes) {
       this.#droppedSinceReport++;
       this.#droppedTotal++;
