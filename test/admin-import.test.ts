@@ -279,6 +279,7 @@ describe('admin import', function () {
     ['a file that is not YAML', 'tenants: [unclosed', /is not valid YAML/],
     ['a file without tenants', 'store: { type: redis }\n', /has no tenants: mapping/],
     ['a YAML list', '- a\n- b\n', /must be a YAML mapping with a tenants: section/],
+    ['a controller id YAML reads as a number', 'tenants:\n  ACME:\n    targets:\n      0x1F: { securityToken: "0123456789abcdef" }\n', /is ambiguous YAML: tenants\.ACME\.targets: 0x1F reads as 31/],
   ];
   for (const [name, text, message] of invalidFiles) {
     it(`rejects ${name} with exit 2`, async () => {

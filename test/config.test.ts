@@ -142,3 +142,74 @@ describe('configuration errors', () => {
     expect(problemsOf('upstream: { removeHeaders: &loop ["x-a", *loop] }\n')).to.deep.equal(['upstream.removeHeaders[1]: expected a string, got a list']);
   });
 });
+
+describe('keys YAML reads as other values', () => {
+  const target = '{ securityToken: "0123456789abcdef" }';
+
+  it('rejects a controller id read as a number', () => {
+    const problems = problemsOf(`tenants:\n  DEFAULT:\n    targets:\n      0x1F: ${target}\n      device-01: ${target}\n`);
+
+    expect(problems).to.have.length(1);
+    expect(problems[0]).to.include('ambiguous YAML');
+    expect(problems[0]).to.include('tenants.DEFAULT.targets: 0x1F reads as 31');
+    expect(problems[0]).to.include('"0x1F":');
+  });
+
+  it('names each rewritten spelling', () => {
+    const cases: [string, string][] = [
+      ['1e3', '1000'],
+      ['007', '7'],
+      ['+12', '12'],
+      ['0o17', '15'],
+      ['.5', '0.5'],
+      ['True', 'true'],
+      ['FALSE', 'false'],
+      ['~', 'null'],
+      ['.inf', 'Infinity'],
+    ];
+    for (const [written, read] of cases) {
+      const problems = problemsOf(`tenants:\n  DEFAULT:\n    targets:\n      ${written}: ${target}\n`);
+
+      expect(problems.join('\n'), written).to.include(`tenants.DEFAULT.targets: ${written} reads as ${read}`);
+    }
+  });
+
+  it('keeps keys that read as written', () => {
+    const config = parseConfig(
+      `tenants:\n  DEFAULT:\n    targets:\n      "0x1F": ${target}\n      '1e3': ${target}\n      12345: ${target}\n      "007": ${target}\n      true: ${target}\n      1.5: ${target}\n`,
+      '/tmp/test.yaml',
+    );
+
+    expect([...config.tenants.DEFAULT.targets.keys()].sort()).to.deep.equal(['007', '0x1F', '1.5', '12345', '1e3', 'true']);
+  });
+
+  it('counts keys past the named ones', () => {
+    const problems = problemsOf(`tenants:\n  DEFAULT:\n    targets:\n${['0x1', '0x2', '0x3', '0x4', '0x5'].map((id) => `      ${id}: ${target}\n`).join('')}`);
+
+    expect(problems[0]).to.include('0x3 reads as 3');
+    expect(problems[0]).not.to.include('0x4 reads as');
+    expect(problems[0]).to.include('and 2 more');
+  });
+
+  it('finds keys in tenants, lists and merges', () => {
+    const text = `defaults: &defaults\n  0x10: ${target}\nlisted:\n  - { 0x30: a }\ntenants:\n  0x20:\n    targets:\n      <<: *defaults\n      device-01: ${target}\n`;
+    let problem = '';
+    try {
+      parseConfig(text, '/tmp/test.yaml');
+    } catch (error) {
+      problem = (error as ConfigError).problems[0];
+    }
+
+    expect(problem).to.include('defaults: 0x10 reads as 16');
+    expect(problem).to.include('listed[0]: 0x30 reads as 48');
+    expect(problem).to.include('tenants: 0x20 reads as 32');
+    expect(problem).to.include('and 1 more');
+  });
+
+  it('rejects quoted and plain keys spelled alike', () => {
+    const problems = problemsOf(`tenants:\n  DEFAULT:\n    targets:\n      0x1F: ${target}\n      "0x1F": ${target}\n`);
+
+    expect(problems).to.have.length(1);
+    expect(problems[0]).to.match(/ambiguous YAML: duplicated mapping key/);
+  });
+});
