@@ -54,7 +54,8 @@ describe('admin commands', function () {
   let prefix: string;
 
   before(async () => {
-    server = await RedisServer.start();
+    // A rewritten append-only file as plain commands, not an RDB preamble that compresses values, so the disk check can read them.
+    server = await RedisServer.start({ args: ['--aof-use-rdb-preamble', 'no'] });
     redis = createClient({ url: server.url });
     await redis.connect();
     dir = mkdtempSync(join(tmpdir(), 'admin-test-'));
@@ -71,6 +72,19 @@ describe('admin commands', function () {
     prefix = `admin-test-${prefixCounter}:`;
     config = parseConfig(redisConfigText(server.url, prefix), join(dir, 'config.yaml'), { env: {} });
   });
+
+  /** Resolves once Redis has no append-only file rewrite running or scheduled, so its files are complete. */
+  async function aofRewriteFinished(): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const info = await redis.info('persistence');
+      if (/aof_rewrite_in_progress:0/.test(info) && /aof_rewrite_scheduled:0/.test(info)) {
+        return;
+      }
+      expect(Date.now(), 'AOF rewrite still running after 10 s').to.be.below(deadline);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
 
   /** Returns every key under the test's prefix with its value, read by type. */
   async function dump(): Promise<Record<string, unknown>> {
@@ -477,6 +491,7 @@ describe('admin commands', function () {
       expect(everything).to.not.include(secret);
     }
     await redis.sendCommand(['BGREWRITEAOF']);
+    await aofRewriteFinished();
     const persisted = server.persistedBytes().toString('latin1');
     expect(persisted).to.include(sha256Hex(givenToken));
     for (const secret of secrets) {

@@ -165,7 +165,14 @@ export class RedisServer {
         if (entry.isDirectory()) {
           walk(full);
         } else if (entry.name !== 'redis.log') {
-          files.push(readFileSync(full));
+          try {
+            files.push(readFileSync(full));
+          } catch (error) {
+            // Redis deletes its temporary rewrite files when a rewrite ends; one may go between listing and reading.
+            if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+              throw error;
+            }
+          }
         }
       }
     };
