@@ -152,7 +152,7 @@ describe('keys YAML reads as other values', () => {
     expect(problems).to.have.length(1);
     expect(problems[0]).to.include('ambiguous YAML');
     expect(problems[0]).to.include('tenants.DEFAULT.targets: 0x1F reads as 31');
-    expect(problems[0]).to.include('"0x1F":');
+    expect(problems[0]).to.include('Quote such keys to keep them as written, for example "0x1F"');
   });
 
   it('names each rewritten spelling', () => {

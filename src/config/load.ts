@@ -99,7 +99,7 @@ export function parseYaml(text: string, source: string): { ok: true; document: u
   if (rewritten.length > 0) {
     const named = rewritten.slice(0, MAX_NAMED_KEYS).map(({ path, key, read }) => `${path}: ${key} reads as ${read}`);
     const more = rewritten.length > MAX_NAMED_KEYS ? `, and ${rewritten.length - MAX_NAMED_KEYS} more` : '';
-    return { ok: false, problem: `ambiguous YAML: ${named.join(', ')}${more}. Quote such keys, as in "${rewritten[0].key}":, to keep them as written` };
+    return { ok: false, problem: `ambiguous YAML: ${named.join(', ')}${more}. Quote such keys to keep them as written, for example "${rewritten[0].key}"` };
   }
   return { ok: true, document };
 }
