@@ -5,6 +5,8 @@
  * could read differently.
  */
 
+import { tenantKey } from '../store/store.js';
+
 /** Tenant and controller id of a DDI request. */
 export interface DdiTarget {
   /** Tenant, percent-decoded, as written in the path. */
@@ -122,21 +124,7 @@ function identifiersResult(tenant: string, controllerId: string, percentEncoded:
   if (exceedsCodePoints(controllerId, CONTROLLER_ID_MAX_LENGTH) || (percentEncoded && WHITESPACE_OR_CONTROL.test(controllerId))) {
     return { ok: false, reason: 'controller_id_invalid' };
   }
-  return { ok: true, target: { tenant, tenantKey: upperCase(tenant), controllerId } };
-}
-
-/**
- * Returns `value.toUpperCase()`. A value that is all ASCII without a lower-case
- * letter, as tenant names mostly are, comes back as it is, without a new string.
- */
-function upperCase(value: string): string {
-  for (let i = 0; i < value.length; i++) {
-    const code = value.charCodeAt(i);
-    if ((code >= 0x61 && code <= 0x7a) || code > 0x7f) {
-      return value.toUpperCase();
-    }
-  }
-  return value;
+  return { ok: true, target: { tenant, tenantKey: tenantKey(tenant), controllerId } };
 }
 
 /** The literal segments between tenant and controller id, with their slashes. */

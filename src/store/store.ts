@@ -88,7 +88,17 @@ export class StoreUnavailableError extends Error {
   }
 }
 
-/** Upper-case key under which a tenant is stored and looked up, as hawkBit does. */
+/**
+ * Upper-case key under which a tenant is stored and looked up, as hawkBit does. A name
+ * that is all ASCII without a lower-case letter, as tenant names mostly are, is returned
+ * as it is, because toUpperCase makes a new string on every Check.
+ */
 export function tenantKey(tenant: string): string {
-  return tenant.toUpperCase();
+  for (let index = 0; index < tenant.length; index++) {
+    const code = tenant.charCodeAt(index);
+    if ((code >= 0x61 && code <= 0x7a) || code > 0x7f) {
+      return tenant.toUpperCase();
+    }
+  }
+  return tenant;
 }
